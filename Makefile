@@ -1,0 +1,51 @@
+# frpo_nb — every target installs what it needs into .venv first (CPU torch, pinned).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+JUNIT := .pytest-junit.xml
+
+.PHONY: install demo test test-slow sync-check readme bench lint clean
+
+$(VENV)/.installed: settings.ini setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## make demo: install, then run the main job on the embedded default (for now: the theory notebook and its figure)
+demo: install
+	mkdir -p results/demo
+	$(BIN)/papermill --cwd nbs nbs/02_theory.ipynb results/demo/02_theory.ipynb
+	@echo "demo done: executed notebook results/demo/02_theory.ipynb; figures:"; ls -1 figures/theory_*
+
+## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
+sync-check: install
+	@before=$$(git status --porcelain --untracked-files=all -- frpo_nb nbs README.md | md5sum; git diff -- frpo_nb nbs README.md | md5sum); \
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(MAKE) -s readme && \
+	after=$$(git status --porcelain --untracked-files=all -- frpo_nb nbs README.md | md5sum; git diff -- frpo_nb nbs README.md | md5sum); \
+	if [ "$$before" != "$$after" ]; then \
+	  echo "FAIL: nbdev_export/nbdev_clean/readme changed files: notebooks and library out of sync or not clean"; \
+	  git status --short -- frpo_nb nbs README.md; exit 1; fi; echo "sync-check: library, notebooks and README in sync"
+
+readme: install
+	$(BIN)/jupyter nbconvert --log-level=ERROR --to markdown --stdout nbs/index.ipynb > README.md
+
+## make test: sync check, every notebook (except #| slow / #| gpu cells) and pytest; ends with 'N passed, N failed'
+test: sync-check
+	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
+	$(PY) tests/summary.py $(JUNIT); exit $$rc
+
+## slow notebook cells and slow pytest tests
+test-slow: install
+	$(PY) -m pytest tests -m slow -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
+	$(PY) tests/summary.py $(JUNIT); [ $$rc -eq 5 ] && exit 0; exit $$rc
+
+bench: install
+	$(PY) bench/bench_loss.py
+
+clean:
+	rm -rf $(VENV) results _proc _docs *.egg-info $(JUNIT)
