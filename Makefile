@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 ## make demo: install, then run the main job on the embedded default (for now: the theory notebook and its figure)
 demo: install
 	mkdir -p results/demo
-	$(BIN)/papermill --cwd nbs nbs/02_theory.ipynb results/demo/02_theory.ipynb
+	$(BIN)/papermill -k python3 --cwd nbs nbs/02_theory.ipynb results/demo/02_theory.ipynb
 	@echo "demo done: executed notebook results/demo/02_theory.ipynb; figures:"; ls -1 figures/theory_*
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
