@@ -46,6 +46,7 @@ test-slow: install
 
 bench: install
 	$(PY) bench/bench_loss.py
+	$(PY) bench/bench_papermill.py
 
 clean:
 	rm -rf $(VENV) results _proc _docs *.egg-info $(JUNIT)
