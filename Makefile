@@ -47,6 +47,7 @@ test-slow: install
 bench: install
 	$(PY) bench/bench_loss.py
 	$(PY) bench/bench_papermill.py
+	$(PY) bench/bench_trainer.py
 
 clean:
 	rm -rf $(VENV) results _proc _docs *.egg-info $(JUNIT)
