@@ -16,11 +16,11 @@ $(VENV)/.installed: settings.ini setup.py
 
 install: $(VENV)/.installed
 
-## make demo: install, then run the main job on the embedded default (for now: the theory notebook and its figure)
+## make demo: install, then run the main job on the embedded default: GRPO vs FRPO on the tiny model, then figures
 demo: install
-	mkdir -p results/demo
-	$(BIN)/papermill -k python3 --cwd nbs nbs/02_theory.ipynb results/demo/02_theory.ipynb
-	@echo "demo done: executed notebook results/demo/02_theory.ipynb; figures:"; ls -1 figures/theory_*
+	$(BIN)/frpo-nb run configs/tiny-demo.yaml --workers 2
+	@echo; echo "demo finished. Runs (executed notebooks, result.json, curves): results/tiny-demo/"; \
+	ls -1d results/tiny-demo/safety-*; echo "Figures and tables written:"; ls -1 figures/
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
 sync-check: install
