@@ -1,0 +1,65 @@
+"""End to end: a micro config through the real templates with papermill (`frpo-nb run`), then the figures.
+
+The micro model and a handful of steps keep this to a minute or two on 2 cores; the numbers mean
+nothing, the plumbing is what is tested: every stage runs, writes its files, and the figure notebooks
+read them.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).parent / "frpo-nb"
+
+MICRO = """
+name: micro
+setting: {setting}
+models: [micro]
+methods:
+  - {{name: grpo, beta: 0.1, scale_rewards: group, label: grpo}}
+  - {{name: frpo, lamb: 0.5, beta: 0.002}}
+seeds: [0]
+regimes: [{regime}]
+train: {{warmup_steps: 4, max_steps: 2, per_device_train_batch_size: 8, num_generations: 4,
+         max_completion_length: 8, eval_prompts: 2, eval_samples: 2}}
+finetune: {{max_steps: 2, every: 1, batch_size: 4, eval_prompts: 2, eval_samples: 2}}
+evaluate: {{n_samples: 2, eval_prompts: 2}}
+evaluate_after: [finetune]
+templates: {{train: {root}/nbs/experiments/train.ipynb, finetune: {root}/nbs/experiments/finetune.ipynb,
+            evaluate: {root}/nbs/experiments/evaluate.ipynb}}
+results_dir: {results}
+"""
+
+
+def run_micro(tmp_path, setting, regime):
+    results = tmp_path / "results"
+    cfg = tmp_path / f"micro-{setting}.yaml"
+    cfg.write_text(MICRO.format(setting=setting, regime=regime, root=ROOT, results=results))
+    res = subprocess.run([str(CLI), "sweep", str(cfg), "--workers", "2", "--no-progress"], capture_output=True,
+                         text=True, timeout=900, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
+    return results
+
+
+@pytest.mark.parametrize("setting,regime", [("safety", "sft-alpaca"), ("math", "sft-code")])
+def test_micro_sweep_every_stage(tmp_path, setting, regime):
+    results = run_micro(tmp_path, setting, regime)
+    runs = {p.parent.name: json.loads(p.read_text()) for p in results.glob("*/result.json")}
+    kinds = sorted(r["kind"] for r in runs.values())
+    assert kinds == ["evaluate"] * 2 + ["finetune"] * 2 + ["train"] * 2, kinds
+    for run_id, r in runs.items():
+        assert r["status"] == "done" and r["params"]["setting"] == setting
+        folder = results / run_id
+        if r["kind"] == "train":
+            assert (folder / "policy" / "model.safetensors").is_file() and (folder / "train_log.jsonl").is_file()
+            key = "refusal_greedy" if setting == "safety" else "math_accuracy"
+            assert 0 <= r["metrics"][key] <= 1 and r["metrics"]["effective_config"]["loss_type"] in ("grpo", "frpo")
+        if r["kind"] == "finetune":
+            curve = [json.loads(line) for line in (folder / "curve.jsonl").read_text().splitlines()]
+            assert [row["step"] for row in curve] == [0, 1, 2]
+            assert r["metrics"]["steps"] == 2
+        if r["kind"] == "evaluate":
+            assert any(k.endswith("robust_value@0.1") for k in r["metrics"])
