@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 JUNIT := .pytest-junit.xml
 
-.PHONY: install demo test test-slow sync-check readme bench lint clean
+.PHONY: install demo test test-slow sync-check readme bench figures clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -43,6 +43,11 @@ test: sync-check
 test-slow: install
 	$(PY) -m pytest tests -m slow -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); [ $$rc -eq 5 ] && exit 0; exit $$rc
+
+## rebuild every figure and table from a results folder (never trains): make figures RESULTS=results/tiny-safety
+RESULTS ?= results/tiny-safety
+figures: install
+	$(BIN)/frpo-nb figures --results $(RESULTS)
 
 bench: install
 	$(PY) bench/bench_loss.py

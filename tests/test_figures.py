@@ -1,0 +1,186 @@
+"""The figure notebooks (nbs/figures/) run with papermill on synthetic results folders in the sweep's format.
+
+They must write every figure and table, their CSV numbers must be the ones computed here directly from the
+synthetic run files (curve.jsonl, result.json), and they must not fail when data are missing (no runs at all,
+one method, one seed, no fine-tuning, no math). Outputs go to a temporary figures folder, never to figures/.
+"""
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from frpo_nb.results import write_synthetic_results
+from frpo_nb.sweep import execute_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGS = ROOT / "nbs" / "figures"
+NOTEBOOKS = {p.stem: p for p in sorted(FIGS.glob("*.ipynb"))}
+FAST_THEORY = {"SEEDS": [0], "STEPS": 20}      # the theory figure's training, shortened
+OUTPUTS = {"fig1_refusal_vs_sft": ["png", "pdf", "csv", "md"], "fig2_reward_vs_kl": ["png", "pdf", "csv", "md"],
+           "fig3_lambda_sweep": ["png", "pdf", "csv", "md"], "fig4_math": ["png", "pdf", "csv", "md"],
+           "table_degradation": ["csv", "md"], "fig6_theory": []}
+FILES = {**{k: k for k in OUTPUTS}, "fig6_theory": "theory_sharp_vs_flat"}
+
+
+def run_all(results: Path, figures: Path, names=None) -> None:
+    "Execute the figure notebooks `names` (default all) on `results`, writing into `figures`; raise on the first failure."
+    executed = figures / "_executed"
+    executed.mkdir(parents=True, exist_ok=True)
+    for name in names or NOTEBOOKS:
+        params = {"results_dir": str(results), "figures_dir": str(figures)} | (FAST_THEORY if name == "fig6_theory" else {})
+        execute_notebook(NOTEBOOKS[name], executed / f"{name}.ipynb", params, FIGS, "python3")
+
+
+def t_interval(x) -> tuple[float, float, float]:
+    x = np.asarray(x, dtype=float)
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return x.mean(), x.mean() - half, x.mean() + half
+
+
+def read_runs(results: Path) -> list[dict]:
+    "Every result.json under `results`, with its curve rows (read here without frpo_nb.results)."
+    out = []
+    for p in sorted(results.rglob("result.json")):
+        rec = json.loads(p.read_text())
+        curve = p.parent / "curve.jsonl"
+        rec["curve"] = [json.loads(line) for line in curve.read_text().splitlines()] if curve.exists() else []
+        out.append(rec)
+    return out
+
+
+@pytest.fixture(scope="module")
+def safety(tmp_path_factory):
+    "Two methods × two seeds × one regime, every notebook executed on it."
+    tmp = tmp_path_factory.mktemp("figs")
+    results, figures = tmp / "results" / "synthetic", tmp / "figures"
+    write_synthetic_results(results, seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60))
+    run_all(tmp / "results", figures)             # a parent of sweep folders, as `frpo-nb figures` passes
+    return results, figures
+
+
+def test_notebooks_are_figure_notebooks():
+    assert set(NOTEBOOKS) == set(OUTPUTS)
+    for path in NOTEBOOKS.values():
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata.kernelspec.name == "python3"
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1 and "results_dir" in params[0].source and "figures_dir" in params[0].source, path.name
+
+
+def test_every_file_is_written(safety):
+    _, figures = safety
+    for name, exts in OUTPUTS.items():
+        for ext in exts: assert (figures / f"{FILES[name]}.{ext}").stat().st_size > 100, (name, ext)
+    for ext in ("png", "pdf", "csv", "md"): assert (figures / f"theory_sharp_vs_flat.{ext}").is_file()
+    assert (figures / "fig1_refusal_vs_sft.png").stat().st_size > 20_000      # a drawn figure, not a blank one
+
+
+def test_degradation_table_matches_curves(safety):
+    results, figures = safety
+    table = pd.read_csv(figures / "table_degradation.csv")
+    runs = [r for r in read_runs(results) if r["kind"] == "finetune"]
+    assert len(runs) == 4 and len(table) == 2 * 5             # 2 methods × 5 safety metrics
+    for label in ("grpo", "frpo-lam0.5"):
+        for metric in ("refusal_greedy", "safety_reward", "helpfulness_reward"):
+            drops = [r["curve"][0][metric] - r["curve"][-1][metric] for r in runs if r["params"]["method_label"] == label]
+            row = table[(table.series == label) & (table.metric == metric)].iloc[0]
+            assert row.n == 2 and row.last_step == 60
+            np.testing.assert_allclose([row.drop_mean, row.drop_lo, row.drop_hi], t_interval(drops), rtol=1e-9)
+            # the sweep's own summary (metrics.json of the fine-tuning run) agrees with the curve
+            np.testing.assert_allclose(row.drop_mean, np.mean([r["metrics"][f"{metric}_drop"] for r in runs
+                                                                if r["params"]["method_label"] == label]), rtol=1e-9)
+    md = (figures / "table_degradation.md").read_text()
+    assert "0.503" in md and "ours" in md and "| grpo |" in md
+
+
+def test_fig1_points_match_curves_and_paper(safety):
+    results, figures = safety
+    table = pd.read_csv(figures / "fig1_refusal_vs_sft.csv")
+    ours, paper = table[table.source.str.startswith("ours")], table[table.source.str.startswith("paper")]
+    runs = [r for r in read_runs(results) if r["kind"] == "finetune"]
+    for label in ("grpo", "frpo-lam0.5"):
+        for step_i, step in enumerate((0, 30, 60)):
+            vals = [r["curve"][step_i]["refusal_prob"] for r in runs if r["params"]["method_label"] == label]
+            row = ours[(ours.series == label) & (ours.metric == "refusal_prob") & (ours.step == step)].iloc[0]
+            np.testing.assert_allclose([row["mean"], row.lo, row.hi], t_interval(vals), rtol=1e-9)
+    shipped = pd.read_csv(ROOT / "data" / "paper_figure1.csv")
+    got = paper.set_index(["series", "step"])["mean"]
+    for r in shipped.itertuples(): assert got[(r.method, r.step)] == r.refusal_rate
+    assert len(paper) == len(shipped) == 10
+
+
+def test_fig2_and_fig3_numbers(safety):
+    results, figures = safety
+    runs = read_runs(results)
+    fig2 = pd.read_csv(figures / "fig2_reward_vs_kl.csv")
+    ft = [r for r in runs if r["kind"] == "finetune" and r["params"]["method_label"] == "grpo"]
+    row = fig2[(fig2.series == "grpo") & (fig2.step == 60)].iloc[0]
+    np.testing.assert_allclose(row.kl_to_ref_mean, np.mean([r["curve"][-1]["kl_to_ref"] for r in ft]), rtol=1e-9)
+    np.testing.assert_allclose(row.safety_reward_mean, np.mean([r["curve"][-1]["safety_reward"] for r in ft]), rtol=1e-9)
+    fig3 = pd.read_csv(figures / "fig3_lambda_sweep.csv")
+    train = [r for r in runs if r["kind"] == "train" and r["params"]["method"] == "frpo"]
+    up = fig3[(fig3.stage == "after RL") & (fig3.metric == "helpfulness_reward") & (fig3.method == "frpo")].iloc[0]
+    assert up.lamb == 0.5 and up.n == 2
+    np.testing.assert_allclose(up["mean"], np.mean([r["metrics"]["helpfulness_reward"] for r in train]), rtol=1e-9)
+    kept = fig3[(fig3.stage == "kept after sft-alpaca") & (fig3.metric == "refusal_greedy") & (fig3.method == "grpo")].iloc[0]
+    assert math.isnan(kept.lamb)
+    np.testing.assert_allclose(kept["mean"], np.mean([r["metrics"]["refusal_greedy_after"] / r["metrics"]["refusal_greedy_before"]
+                                                      for r in ft]), rtol=1e-9)
+
+
+def test_fig4_without_math_is_a_note(safety):
+    _, figures = safety
+    assert "no math results" in (figures / "fig4_math.md").read_text().lower()
+    assert pd.read_csv(figures / "fig4_math.csv").n.tolist() == [0]
+
+
+def test_fig4_math_numbers(tmp_path):
+    results, figures = tmp_path / "math", tmp_path / "figures"
+    write_synthetic_results(results, setting="math", methods=[("grpo", "grpo", None), ("frpo-lam2", "frpo", 2.0),
+                                                              ("frpo-lam0.5", "frpo", 0.5)], regimes=("sft-code",), sweep="m")
+    run_all(results, figures, ["fig4_math", "fig3_lambda_sweep"])
+    table = pd.read_csv(figures / "fig4_math.csv")
+    assert table.series.tolist() == ["grpo", "frpo-lam2", "frpo-lam0.5"]          # GRPO, then λ descending
+    ft = [r for r in read_runs(results) if r["kind"] == "finetune"]
+    for row in table.itertuples():
+        m = [r["metrics"] for r in ft if r["params"]["method_label"] == row.series]
+        np.testing.assert_allclose([row.before, row.before_lo, row.before_hi], t_interval([x["math_accuracy_before"] for x in m]), rtol=1e-9)
+        np.testing.assert_allclose(row.after, np.mean([x["math_accuracy_after"] for x in m]), rtol=1e-9)
+        np.testing.assert_allclose(row.kept, np.mean([x["math_accuracy_after"] / x["math_accuracy_before"] for x in m]), rtol=1e-9)
+    fig3 = pd.read_csv(figures / "fig3_lambda_sweep.csv")
+    assert set(fig3.setting) == {"math"} and sorted(fig3.lamb.dropna().unique()) == [0.5, 2.0]
+
+
+RESULTS_NOTEBOOKS = [n for n in OUTPUTS if n != "fig6_theory"]
+
+
+def written_files(figures: Path) -> None:
+    for name in RESULTS_NOTEBOOKS:
+        for ext in OUTPUTS[name]: assert (figures / f"{name}.{ext}").is_file(), (name, ext)
+
+
+def test_sparse_results(tmp_path):
+    "GRPO only, one seed, no fine-tuning: every notebook runs and writes its files."
+    results, figures = tmp_path / "sparse", tmp_path / "figures"
+    write_synthetic_results(results, methods=[("grpo", "grpo", None)], seeds=(0,), regimes=())
+    run_all(results, figures, RESULTS_NOTEBOOKS)
+    written_files(figures)
+    fig3 = pd.read_csv(figures / "fig3_lambda_sweep.csv")
+    assert set(fig3.stage) == {"after RL"} and fig3.n.tolist() == [1, 1, 1]       # GRPO references only, no interval
+    assert fig3.lo.isna().all()
+    assert pd.read_csv(figures / "table_degradation.csv").empty
+
+
+@pytest.mark.slow
+def test_empty_results(tmp_path):
+    "A folder without any run (and one that does not exist): every notebook runs and writes its files."
+    (tmp_path / "empty").mkdir()
+    for results in (tmp_path / "empty", tmp_path / "missing"):
+        run_all(results, tmp_path / f"figures-{results.name}", RESULTS_NOTEBOOKS)
+        written_files(tmp_path / f"figures-{results.name}")
+    assert "no math results" in (tmp_path / "figures-missing" / "fig4_math.md").read_text().lower()
