@@ -1,9 +1,10 @@
-"""End to end: a micro config through the real templates with papermill (`frpo-nb run`), then the figures.
+"""End to end: a micro config through the real templates with papermill (`frpo-nb sweep`), then the figures.
 
 The micro model and a handful of steps keep this to a minute or two on 2 cores; the numbers mean
 nothing, the plumbing is what is tested: every stage runs, writes its files, and the figure notebooks
 read them.
 """
+import csv
 import json
 import subprocess
 import sys
@@ -63,3 +64,22 @@ def test_micro_sweep_every_stage(tmp_path, setting, regime):
             assert r["metrics"]["steps"] == 2
         if r["kind"] == "evaluate":
             assert any(k.endswith("robust_value@0.1") for k in r["metrics"])
+
+
+def test_micro_sweep_then_figures_match_results(tmp_path):
+    "The figure notebooks run on the micro sweep's results and their tables hold the runs' numbers."
+    results = run_micro(tmp_path, "safety", "sft-alpaca")
+    figures = tmp_path / "figures"
+    res = subprocess.run([str(CLI), "figures", "--results", str(results), "--figures", str(figures)],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for name in ("fig1_refusal_vs_sft", "fig2_reward_vs_kl", "fig3_lambda_sweep", "table_degradation"):
+        assert (figures / f"{name}.csv").is_file(), name
+    for name in ("fig1_refusal_vs_sft", "fig2_reward_vs_kl", "fig3_lambda_sweep"):
+        assert (figures / f"{name}.png").stat().st_size > 0 and (figures / f"{name}.pdf").is_file()
+    table = {(r["method"], r["metric"]): r for r in csv.DictReader(open(figures / "table_degradation.csv"))}
+    for p in results.glob("*/result.json"):
+        r = json.loads(p.read_text())
+        if r["kind"] != "finetune": continue
+        row = table[(r["params"]["method"], "refusal_greedy")]
+        assert abs(float(row["drop_mean"]) - r["metrics"]["refusal_greedy_drop"]) < 1e-9
