@@ -22,8 +22,8 @@ from .tiny import load_tiny
 
 # %% auto #0
 __all__ = ['REGIMES', 'Samples', 'completion_length', 'pack_prompt_completion', 'sample_completions', 'completion_logps',
-           'kl_to_reference', 'refusal_metrics', 'mean_reward', 'CurveCallback', 'eval_prompts', 'evaluate_policy',
-           'finetune']
+           'kl_to_reference', 'refusal_rate', 'refusal_metrics', 'mean_reward', 'CurveCallback', 'eval_prompts',
+           'evaluate_policy', 'finetune']
 
 # %% ../nbs/07_finetune.ipynb #f402a88b
 @dataclass
@@ -108,13 +108,21 @@ def kl_to_reference(model, ref_model, samples: Samples) -> float:
     return k3.sum(-1).mean().item()
 
 # %% ../nbs/07_finetune.ipynb #a382372f
+def refusal_rate(samples: Samples, is_refusal: Callable[[str], bool]) -> float:
+    "Fraction of the completions in `samples` that `is_refusal` calls a refusal."
+    return sum(map(is_refusal, samples.texts)) / len(samples.texts)
+
+
 def refusal_metrics(model, tokenizer, prompts: list[list[dict]], is_refusal: Callable[[str], bool], *,
-                    n_samples: int = 8, max_new_tokens: int = 32, seed: int = 0) -> dict:
-    "Greedy refusal rate and sampled (T=1) refusal probability over `prompts`."
+                    n_samples: int = 8, max_new_tokens: int = 32, seed: int = 0, sampled: Samples | None = None) -> dict:
+    "Greedy refusal rate and sampled (T=1) refusal probability over `prompts` (from `sampled` when given)."
     greedy = sample_completions(model, tokenizer, prompts, greedy=True, max_new_tokens=max_new_tokens)
-    sampled = sample_completions(model, tokenizer, prompts, n=n_samples, max_new_tokens=max_new_tokens, seed=seed)
-    return {"refusal_greedy": sum(map(is_refusal, greedy.texts)) / len(greedy.texts),
-            "refusal_prob": sum(map(is_refusal, sampled.texts)) / len(sampled.texts)}
+    if sampled is None:
+        sampled = sample_completions(model, tokenizer, prompts, n=n_samples, max_new_tokens=max_new_tokens, seed=seed)
+    elif len(sampled.texts) != len(prompts) * sampled.n:
+        raise ValueError(f"sampled holds {len(sampled.texts)} completions, not {sampled.n} for each of the "
+                         f"{len(prompts)} prompts: pass the samples of these prompts or leave sampled=None")
+    return {"refusal_greedy": refusal_rate(greedy, is_refusal), "refusal_prob": refusal_rate(sampled, is_refusal)}
 
 
 def mean_reward(reward_fn, samples: Samples, prompts: list[list[dict]], **columns) -> float:
@@ -165,12 +173,12 @@ def evaluate_policy(model, tokenizer, setting: str, *, ref_model=None, n_prompts
     gen = dict(max_new_tokens=max_new_tokens)
     if setting == "safety":
         harmful, normal = sets["safety"]["prompt"], sets["normal"]["prompt"]
-        out |= refusal_metrics(model, tokenizer, harmful, is_refusal, n_samples=n_samples, seed=seed, **gen)
         sampled_h = sample_completions(model, tokenizer, harmful, n=n_samples, seed=seed + 1, **gen)
         sampled_n = sample_completions(model, tokenizer, normal, n=n_samples, seed=seed + 2, **gen)
+        out |= refusal_metrics(model, tokenizer, harmful, is_refusal, sampled=sampled_h, **gen)
         out["safety_reward"] = mean_reward(safety_reward, sampled_h, harmful, task=sets["safety"]["task"])
         out["helpfulness_reward"] = mean_reward(helpfulness_reward, sampled_n, normal, task=sets["normal"]["task"])
-        out["over_refusal_prob"] = sum(map(is_refusal, sampled_n.texts)) / len(sampled_n.texts)
+        out["over_refusal_prob"] = refusal_rate(sampled_n, is_refusal)
         kl_samples = [sampled_h, sampled_n]
     else:
         problems = sets["math"]

@@ -16,15 +16,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PRETOKENIZE_REGEX
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
 
 from .core import trainer_device_args, write_json_atomic
 from .data import base_sft_corpus, tiny_corpus
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'MIN_VOCAB', 'TINY_PRESETS', 'build_tiny_tokenizer', 'build_tiny_model',
-           'save_tiny', 'load_tiny', 'build_tiny', 'WarmUp', 'warm_up_base', 'tiny_base']
+__all__ = ['SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'MIN_VOCAB', 'TINY_PRESETS', 'BASE_FORMAT', 'build_tiny_tokenizer',
+           'build_tiny_model', 'save_tiny', 'load_tiny', 'build_tiny', 'WarmUp', 'warm_up_base', 'tiny_base']
 
 # %% ../nbs/06_tiny.ipynb #e844840c
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -43,7 +44,10 @@ def build_tiny_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTra
     if not texts or not all(isinstance(t, str) for t in texts) or not any(t.strip() for t in texts):
         raise ValueError("corpus must be a non-empty iterable of strings with some non-blank text")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
@@ -109,6 +113,9 @@ TINY_PRESETS = {
 }
 
 
+BASE_FORMAT = 2  # part of every cached base's key: bump it when the tokenizer or the warm-up recipe changes
+
+
 @dataclass(frozen=True)
 class WarmUp:
     "Settings of the base-policy warm-up (SFT on `base_sft_corpus`)."
@@ -130,7 +137,7 @@ class WarmUp:
     @property
     def key(self) -> str:
         "A short hash of the settings: the cache folder's name."
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        return hashlib.sha256(json.dumps(asdict(self) | {"format": BASE_FORMAT}, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def warm_up_base(path, warm_up: WarmUp = WarmUp(), *, progress: bool = False) -> Path:
