@@ -272,6 +272,7 @@ PRESET_KEYS = {
         "eval_max_new_tokens": "greedy tokens generated per evaluation prompt",
         "harmbench_data": "HarmBench behaviours CSV (load_harmbench)", "harmbench_first_n": "behaviours used (first rows)",
         "harmbench_judge_model": "chat model that judges HarmBench (ChatHarmBenchJudge)",
+        "harmbench_classifier": "local HarmBench classifier used when harmbench_judge_model is null (HarmBenchClassifier)",
         "strongreject_data": "StrongREJECT prompts CSV (load_strongreject)",
         "strongreject_judge_model": "chat model that applies the StrongREJECT rubric (StrongRejectRubricJudge)",
         "kl_safety_data": "KL/reward evaluation prompts, harmful (load_kl_eval_prompts)",
@@ -280,6 +281,8 @@ PRESET_KEYS = {
         "reward_model": "helpfulness reward model", "reward_model_revision": "its hub revision",
         "moderation_model": "moderation model of the API", "api_base_url": "OpenAI-compatible API for the judges",
         "api_key_env": "environment variable that holds the API key",
+        "math_eval_data": "MATH file or hub id whose held-out problems measure math accuracy (load_math)",
+        "math_eval_size": "held-out MATH problems (the first after the seeded shuffle, as the RL run's validation set)",
     },
     "evaluate": {
         "benchmarks": "benchmarks to run (keys of frpo_nb.benchmarks.BENCHMARKS)",
