@@ -2,7 +2,7 @@
 server on 127.0.0.1 (retries, backoff, timeouts, malformed replies, concurrency), the symbolic math grader
 under threads and after a fork, and the docs notebook `nbs/paper_scale.ipynb`.
 
-The presets themselves (load, expand, build every run's trainer config) are tested in nbs/08b_benchmarks.ipynb.
+The presets themselves (load, expand, build every run's trainer config) are tested in nbs/03_trainer.ipynb.
 """
 import multiprocessing as mp
 import random
