@@ -21,10 +21,10 @@ from .core import append_jsonl, find_repo_root, write_json_atomic, read_jsonl
 from .sweep import ERROR, RESULT, run_state
 
 # %% auto #0
-__all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'PAPER_FIGURE1', 'find_run_dirs', 'run_inventory', 'format_inventory',
-           'write_synthetic_results', 'load_runs', 'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series',
-           'series_colors', 'fmt_ci', 'plot_band', 'note_axes', 'save_figure', 'markdown_table', 'save_table',
-           'figure_dirs', 'load_paper_figure1']
+__all__ = ['KINDS', 'SETTING_METRICS', 'EVAL_TASKS', 'EVAL_RADII', 'IDENTITY', 'PAPER_FIGURE1', 'find_run_dirs', 'run_inventory',
+           'format_inventory', 'write_synthetic_results', 'load_runs', 'load_curves', 'CI', 'mean_ci', 'ci_table',
+           'add_series', 'series_colors', 'fmt_ci', 'plot_band', 'note_axes', 'save_figure', 'markdown_table',
+           'save_table', 'figure_dirs', 'load_paper_figure1']
 
 # %% ../nbs/09a_results.ipynb #18f97d70
 KINDS = ("train", "finetune", "evaluate")
@@ -109,9 +109,25 @@ def _record(run_id: str, kind: str, params: dict, metrics: dict, parent: str | N
             "files": ["curve.jsonl", "metrics.json"] if kind == "finetune" else ["metrics.json"]}
 
 
+EVAL_TASKS = {"safety": {"safety": "safety_reward", "normal": "helpfulness_reward"}, "math": {"math": "math_reward"}}
+EVAL_RADII = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _synthetic_profile(start: dict, setting: str, method: str, rng) -> dict:
+    "Made-up metrics of an evaluate run: per task robust_value@ε = reward after RL − spread·√ε, lambda_star@ε = spread/√(2ε)."
+    out = {}
+    for task, reward in EVAL_TASKS[setting].items():
+        spread = (0.3 if method == "grpo" else 0.15) + 0.1 * rng.random()
+        for eps in EVAL_RADII:
+            out[f"{task}/robust_value@{eps:g}"] = round(start[reward] - spread * math.sqrt(eps), 6)
+            if eps > 0: out[f"{task}/lambda_star@{eps:g}"] = round(spread / math.sqrt(2 * eps), 6)
+    return out
+
+
 def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "grpo", None), ("frpo-lam0.5", "frpo", 0.5)),
-                            seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), sweep: str = "synthetic") -> list[Path]:
-    "Write made-up train + fine-tune runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
+                            seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), sweep: str = "synthetic",
+                            evaluate: bool = False) -> list[Path]:
+    "Write made-up train + fine-tune (+ evaluate, if `evaluate`) runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
     if setting not in SETTING_METRICS: raise ValueError(f"setting must be one of {sorted(SETTING_METRICS)} (got {setting!r})")
     if len(steps) < 2 or steps[0] != 0: raise ValueError(f"steps must start at 0 and have at least two entries (got {steps})")
     folder, out, last = Path(folder), [], steps[-1]
@@ -144,6 +160,16 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
             write_json_atomic(ft_dir / "metrics.json", metrics)
             write_json_atomic(ft_dir / RESULT, _record(ft_id, "finetune", params, metrics, train_id, sweep, ft_dir))
             out.append(ft_dir)
+        if evaluate:      # its own random stream, so the train and fine-tune numbers do not depend on `evaluate`
+            ev_id, ev_rng = f"{train_id}-eval", np.random.default_rng([seed, sum(map(ord, label)), 1])
+            ev_dir = folder / ev_id
+            ev_dir.mkdir(parents=True, exist_ok=True)
+            metrics = _synthetic_profile(start, setting, method, ev_rng)
+            params = {**ident, "regime": None, "n_samples": 16, "parent_kind": "train", "parent_run_id": train_id,
+                      "parent_dir": str(run_dir)}
+            write_json_atomic(ev_dir / "metrics.json", metrics)
+            write_json_atomic(ev_dir / RESULT, _record(ev_id, "evaluate", params, metrics, train_id, sweep, ev_dir))
+            out.append(ev_dir)
     return out
 
 # %% ../nbs/09a_results.ipynb #1f6fce1d

@@ -2,7 +2,7 @@
 
 They must write every figure and table, their CSV numbers must be the ones computed here directly from the
 synthetic run files (curve.jsonl, result.json), and they must not fail when data are missing (no runs at all,
-one method, one seed, no fine-tuning, no math). Outputs go to a temporary figures folder, never to figures/.
+one method, one seed, no fine-tuning, no math, no evaluate runs). Outputs go to a temporary figures folder, never to figures/.
 """
 import json
 import math
@@ -23,7 +23,7 @@ NOTEBOOKS = {p.stem: p for p in sorted(FIGS.glob("*.ipynb"))}
 FAST_THEORY = {"SEEDS": [0], "STEPS": 20}      # the theory figure's training, shortened
 OUTPUTS = {"fig1_refusal_vs_sft": ["png", "pdf", "csv", "md"], "fig2_reward_vs_kl": ["png", "pdf", "csv", "md"],
            "fig3_lambda_sweep": ["png", "pdf", "csv", "md"], "fig4_math": ["png", "pdf", "csv", "md"],
-           "table_degradation": ["csv", "md"], "fig6_theory": []}
+           "fig5_robustness": ["png", "pdf", "csv", "md"], "table_degradation": ["csv", "md"], "fig6_theory": []}
 FILES = {**{k: k for k in OUTPUTS}, "fig6_theory": "theory_sharp_vs_flat"}
 
 
@@ -55,10 +55,10 @@ def read_runs(results: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def safety(tmp_path_factory):
-    "Two methods × two seeds × one regime, every notebook executed on it."
+    "Two methods × two seeds × one regime, an evaluate run of every train run, every notebook executed on it."
     tmp = tmp_path_factory.mktemp("figs")
     results, figures = tmp / "results" / "synthetic", tmp / "figures"
-    write_synthetic_results(results, seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60))
+    write_synthetic_results(results, seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), evaluate=True)
     run_all(tmp / "results", figures)             # a parent of sweep folders, as `frpo-nb figures` passes
     return results, figures
 
@@ -133,6 +133,39 @@ def test_fig2_and_fig3_numbers(safety):
                                                       for r in ft]), rtol=1e-9)
 
 
+def check_fig5(results: Path, figures: Path, tasks: tuple, x_task: str, drops: tuple, regime: str) -> pd.DataFrame:
+    "fig5's robust values and correlations against the result.json files of the evaluate and fine-tuning runs."
+    runs = read_runs(results)
+    ev = {r["parent"]: r for r in runs if r["kind"] == "evaluate"}          # keyed by the train run they evaluate
+    labels = sorted({r["params"]["method_label"] for r in ev.values()})
+    table = pd.read_csv(figures / "fig5_robustness.csv")
+    prof, corr = table[table.part == "robust value"], table[table.part == "correlation"]
+    assert len(prof) == len(labels) * len(tasks) * 6 and set(prof.task) == set(tasks)
+    for label in labels:
+        for task in tasks:
+            for eps in (0.0, 0.05, 0.1, 0.2, 0.5, 1.0):
+                vals = [r["metrics"][f"{task}/robust_value@{eps:g}"] for r in ev.values() if r["params"]["method_label"] == label]
+                row = prof[(prof.series == label) & (prof.task == task) & np.isclose(prof.radius, eps)]
+                assert len(row) == 1 and row.n.iloc[0] == len(vals) == 2, (label, task, eps)
+                np.testing.assert_allclose(row[["mean", "lo", "hi"]].iloc[0], t_interval(vals), rtol=1e-9)
+    ft = [r for r in runs if r["kind"] == "finetune" and r["params"]["regime"] == regime]
+    x = [ev[r["parent"]]["metrics"][f"{x_task}/robust_value@0.5"] for r in ft]      # radius = 0.5, the default
+    assert len(corr) == len(drops) and set(corr.regime) == {regime}
+    for m in drops:
+        y = [r["metrics"][m] for r in ft]
+        row = corr[corr.y_metric == m].iloc[0]
+        assert row.n == len(ft) == len(ev) and row.radius == 0.5 and row.task == x_task
+        np.testing.assert_allclose([row.pearson_r, row.spearman_rho], [np.corrcoef(x, y)[0, 1], stats.spearmanr(x, y)[0]], rtol=1e-9)
+    md = (figures / "fig5_robustness.md").read_text()
+    assert "ours" in md and "does not report this measure" in md and "not a causal claim" in md
+    return table
+
+
+def test_fig5_robustness_numbers(safety):
+    results, figures = safety
+    check_fig5(results, figures, ("safety", "normal"), "safety", ("refusal_prob_drop", "refusal_greedy_drop"), "sft-alpaca")
+
+
 def test_fig4_without_math_is_a_note(safety):
     _, figures = safety
     assert "no math results" in (figures / "fig4_math.md").read_text().lower()
@@ -142,8 +175,9 @@ def test_fig4_without_math_is_a_note(safety):
 def test_fig4_math_numbers(tmp_path):
     results, figures = tmp_path / "math", tmp_path / "figures"
     write_synthetic_results(results, setting="math", methods=[("grpo", "grpo", None), ("frpo-lam2", "frpo", 2.0),
-                                                              ("frpo-lam0.5", "frpo", 0.5)], regimes=("sft-code",), sweep="m")
-    run_all(results, figures, ["fig4_math", "fig3_lambda_sweep"])
+                                                              ("frpo-lam0.5", "frpo", 0.5)], regimes=("sft-code",), sweep="m",
+                            evaluate=True)
+    run_all(results, figures, ["fig4_math", "fig3_lambda_sweep", "fig5_robustness"])
     table = pd.read_csv(figures / "fig4_math.csv")
     assert table.series.tolist() == ["grpo", "frpo-lam2", "frpo-lam0.5"]          # GRPO, then λ descending
     ft = [r for r in read_runs(results) if r["kind"] == "finetune"]
@@ -154,6 +188,8 @@ def test_fig4_math_numbers(tmp_path):
         np.testing.assert_allclose(row.kept, np.mean([x["math_accuracy_after"] / x["math_accuracy_before"] for x in m]), rtol=1e-9)
     fig3 = pd.read_csv(figures / "fig3_lambda_sweep.csv")
     assert set(fig3.setting) == {"math"} and sorted(fig3.lamb.dropna().unique()) == [0.5, 2.0]
+    fig5 = check_fig5(results, figures, ("math",), "math", ("math_accuracy_drop",), "sft-code")
+    assert set(fig5.setting) == {"math"}
 
 
 RESULTS_NOTEBOOKS = [n for n in OUTPUTS if n != "fig6_theory"]
@@ -165,7 +201,7 @@ def written_files(figures: Path) -> None:
 
 
 def test_sparse_results(tmp_path):
-    "GRPO only, one seed, no fine-tuning: every notebook runs and writes its files."
+    "GRPO only, one seed, no fine-tuning, no evaluate runs: every notebook runs and writes its files."
     results, figures = tmp_path / "sparse", tmp_path / "figures"
     write_synthetic_results(results, methods=[("grpo", "grpo", None)], seeds=(0,), regimes=())
     run_all(results, figures, RESULTS_NOTEBOOKS)
@@ -174,6 +210,8 @@ def test_sparse_results(tmp_path):
     assert set(fig3.stage) == {"after RL"} and fig3.n.tolist() == [1, 1, 1]       # GRPO references only, no interval
     assert fig3.lo.isna().all()
     assert pd.read_csv(figures / "table_degradation.csv").empty
+    assert pd.read_csv(figures / "fig5_robustness.csv").empty
+    assert "no evaluate runs" in (figures / "fig5_robustness.md").read_text()
 
 
 @pytest.mark.slow
