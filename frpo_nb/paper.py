@@ -27,10 +27,10 @@ from .trainer import FRPOTrainer, paper_lora_config, paper_sft_config, paper_tra
 
 # %% auto #0
 __all__ = ['PATH_KEYS', 'CPU_OVERRIDES', 'SFT_LOADERS', 'STAGE_FUNCTIONS', 'template_params', 'repo_roots', 'resolve_paths',
-           'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge', 'write_standins',
-           'rl_data', 'reward_functions', 'effective_config', 'merge_adapter', 'save_policy', 'train_run', 'sft_data',
-           'sample_rows', 'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'evaluate_run',
-           'accelerate_command', 'run_stage', 'main']
+           'prepare_run', 'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge',
+           'write_standins', 'rl_data', 'reward_functions', 'effective_config', 'merge_adapter', 'save_policy',
+           'train_run', 'sft_data', 'sample_rows', 'safety_evaluator', 'math_evaluator', 'curve_evaluator',
+           'finetune_run', 'evaluate_run', 'accelerate_command', 'run_stage', 'main']
 
 # %% ../nbs/10_paper.ipynb #ab23cfbd
 def template_params(namespace: dict, before: Iterable[str]) -> dict:
@@ -66,6 +66,14 @@ def resolve_paths(params: dict, roots: Iterable[str | Path] | None = None) -> di
             raise FileNotFoundError(f"{key} = {value!r}: no such file{where}; place the file there, or give an absolute "
                                     "path (or a hub id for data sets)")
     return out
+
+# %% ../nbs/10_paper.ipynb #400de051
+def prepare_run(params: dict) -> tuple[dict, Path]:
+    "(`params` with resolved paths and an absolute `run_dir`, that folder — created if missing)."
+    params = resolve_paths(params)
+    run_dir = Path(params.get("run_dir", ".")).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return params | {"run_dir": str(run_dir)}, run_dir
 
 # %% ../nbs/10_paper.ipynb #3968f053
 def require(params: dict, key: str, stage: str):
@@ -241,9 +249,7 @@ def save_policy(trainer, run_dir: Path, params: dict, lora: bool) -> Path:
 
 def train_run(params: dict) -> dict:
     "Train one upstream run (GRPO or FRPO) from its parameters; save the policy and write `metrics.json` in `run_dir`."
-    params = resolve_paths(params)
-    run_dir = Path(params.get("run_dir", "."))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    params, run_dir = prepare_run(params)
     seed_everything(params.get("seed", 42))
     data, rewards = rl_data(params), reward_functions(params)
     config, lora = paper_trainer_config(params, run_dir / "trainer"), paper_lora_config(params)
@@ -366,9 +372,7 @@ def finetune_run(params: dict) -> dict:
     "Fine-tune the upstream policy (`parent_dir/policy`) on the regime's data, writing `curve.jsonl`, `policy/` and `metrics.json` in `run_dir`."
     from accelerate import PartialState
     from trl import SFTTrainer
-    params = resolve_paths(params)
-    run_dir = Path(params.get("run_dir", "."))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    params, run_dir = prepare_run(params)
     parent = Path(require(params, "parent_dir", "finetune")) / "policy"
     if not (parent / "config.json").is_file():
         raise FileNotFoundError(f"parent_dir: {parent} holds no model (no config.json); run the upstream train stage first")
@@ -398,8 +402,7 @@ def finetune_run(params: dict) -> dict:
 # %% ../nbs/10_paper.ipynb #99550984
 def evaluate_run(params: dict) -> dict:
     "Run the `benchmarks` on the policy of `parent_dir`; write `metrics.json` (`<benchmark>/<metric>`, `<benchmark>/score`) in `run_dir`."
-    params = resolve_paths(params)
-    run_dir = Path(params.get("run_dir", "."))
+    params, run_dir = prepare_run(params)
     names = require(params, "benchmarks", "evaluate")
     for name in names: benchmark(name)                      # an unknown name fails before anything runs
     policy = Path(require(params, "parent_dir", "evaluate")) / "policy"
@@ -425,10 +428,7 @@ def accelerate_command(stage: str, params_path: str | Path, num_processes: int, 
 def run_stage(stage: str, params: dict, *, log_lines: int = 40) -> dict:
     "Run `stage` of one paper run: in this process, or under `accelerate launch` when `num_processes` > 1; its metrics."
     if stage not in STAGE_FUNCTIONS: raise ValueError(f"stage must be one of {sorted(STAGE_FUNCTIONS)}, got {stage!r}")
-    params = resolve_paths(params)
-    run_dir = Path(params.get("run_dir", ".")).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    params["run_dir"] = str(run_dir)
+    params, run_dir = prepare_run(params)
     path = write_json_atomic(run_dir / f"{stage}_params.json", _jsonable(params))
     n = int(params.get("num_processes") or 1)
     if n <= 1 or stage == "evaluate": return STAGE_FUNCTIONS[stage](params)
