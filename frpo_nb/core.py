@@ -30,7 +30,7 @@ import yaml
 __all__ = ['SETTINGS', 'METHODS', 'SCALE_REWARDS', 'STAGES', 'RESERVED_PARAMS', 'VERSIONED_PACKAGES', 'ConfigError', 'MethodSpec',
            'RegimeSpec', 'Templates', 'ExperimentConfig', 'check_config', 'config_from_dict', 'find_repo_root',
            'load_config', 'seed_everything', 'Runtime', 'runtime_for', 'choose_runtime', 'trainer_device_args',
-           'package_versions', 'git_state', 'write_json_atomic', 'append_jsonl', 'read_jsonl']
+           'package_versions', 'git_state', 'write_json_atomic', 'jsonable', 'append_jsonl', 'read_jsonl']
 
 # %% ../nbs/00_core.ipynb #f89bf791
 SETTINGS = ("safety", "math")
@@ -347,6 +347,11 @@ def write_json_atomic(path: str | Path, obj) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def jsonable(obj):
+    "`obj` as plain JSON values: sets become sorted lists, anything else JSON cannot hold becomes its `str`."
+    return json.loads(json.dumps(obj, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:

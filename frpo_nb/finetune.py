@@ -101,11 +101,13 @@ def completion_logps(model, samples: Samples) -> torch.Tensor:
     return logps * samples.completion_mask
 
 
-def kl_to_reference(model, ref_model, samples: Samples) -> float:
-    "KL(π_model ‖ π_ref) per completion (k3 per token, summed), averaged over `samples` drawn from `model`."
-    d = completion_logps(ref_model, samples) - completion_logps(model, samples)
-    k3 = (torch.exp(d) - d - 1) * samples.completion_mask
-    return k3.sum(-1).mean().item()
+def kl_to_reference(model, ref_model, *samples: Samples) -> float:
+    "KL(π_model ‖ π_ref) per completion (k3 per token, summed), averaged over every completion of `samples` (drawn from `model`)."
+    per_completion = []
+    for s in samples:
+        d = completion_logps(ref_model, s) - completion_logps(model, s)
+        per_completion.append(((torch.exp(d) - d - 1) * s.completion_mask).sum(-1))
+    return torch.cat(per_completion).mean().item()
 
 # %% ../nbs/07_finetune.ipynb #a382372f
 def refusal_rate(samples: Samples, is_refusal: Callable[[str], bool]) -> float:
@@ -188,9 +190,7 @@ def evaluate_policy(model, tokenizer, setting: str, *, ref_model=None, n_prompts
         sampled = sample_completions(model, tokenizer, problems["prompt"], n=n_samples, seed=seed + 1, **gen)
         out["math_reward"] = mean_reward(math_reward, sampled, problems["prompt"], answer=problems["answer"])
         kl_samples = [sampled]
-    if ref_model is not None:
-        sizes = [len(s.texts) for s in kl_samples]
-        out["kl_to_ref"] = sum(kl_to_reference(model, ref_model, s) * n for s, n in zip(kl_samples, sizes)) / sum(sizes)
+    if ref_model is not None: out["kl_to_ref"] = kl_to_reference(model, ref_model, *kl_samples)
     return out
 
 # %% ../nbs/07_finetune.ipynb #dc72208a

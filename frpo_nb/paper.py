@@ -16,21 +16,21 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS, benchmark, run_benchmark
-from .core import find_repo_root, read_jsonl, seed_everything, write_json_atomic
+from .core import find_repo_root, jsonable, read_jsonl, seed_everything, write_json_atomic
 from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load_kl_eval_prompts, load_math,
                           load_opencodeinstruct, load_safety_prompts, load_strongreject)
 from .finetune import CurveCallback, kl_to_reference, mean_reward, sample_completions
 from .rewards import (ChatHarmBenchJudge, CombinedJudge, HarmBenchClassifier, Judge, JudgeReward, ModerationJudge,
                              OpenAIClient, RewardModelJudge, StrongRejectRubricJudge, StrongRejectScorer,
                              math_correct_reward, math_format_reward, prompt_text)
-from .trainer import FRPOTrainer, paper_lora_config, paper_sft_config, paper_trainer_config
+from .trainer import FRPOTrainer, effective_config, paper_lora_config, paper_sft_config, paper_trainer_config
 
 # %% auto #0
 __all__ = ['PATH_KEYS', 'CPU_OVERRIDES', 'SFT_LOADERS', 'STAGE_FUNCTIONS', 'template_params', 'repo_roots', 'resolve_paths',
            'prepare_run', 'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge',
-           'write_standins', 'rl_data', 'reward_functions', 'effective_config', 'merge_adapter', 'save_policy',
-           'train_run', 'sft_data', 'sample_rows', 'safety_evaluator', 'math_evaluator', 'curve_evaluator',
-           'finetune_run', 'evaluate_run', 'accelerate_command', 'run_stage', 'main']
+           'write_standins', 'rl_data', 'reward_functions', 'merge_adapter', 'save_policy', 'train_run', 'sft_data',
+           'sample_rows', 'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'evaluate_run',
+           'accelerate_command', 'run_stage', 'main']
 
 # %% ../nbs/10_paper.ipynb #ab23cfbd
 def template_params(namespace: dict, before: Iterable[str]) -> dict:
@@ -214,16 +214,6 @@ def reward_functions(params: dict) -> list:
     return [JudgeReward(harm, task="safety", name="safety"), JudgeReward(helpful, task="normal", name="normal")]
 
 # %% ../nbs/10_paper.ipynb #bc893cdc
-def _jsonable(obj):
-    "`obj` with sets as sorted lists and other non-JSON values as strings."
-    return json.loads(json.dumps(obj, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o)))
-
-
-def effective_config(config) -> dict:
-    "Every argument of a TRL config as JSON (private fields left out)."
-    return _jsonable({k: v for k, v in config.to_dict().items() if not k.startswith("_")})
-
-
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "auto") -> Path:
     "Merge the LoRA adapter saved in `adapter_dir` into its base model and save the full model (and tokenizer) in `out_dir`."
     from peft import AutoPeftModelForCausalLM
@@ -263,8 +253,8 @@ def train_run(params: dict) -> dict:
     metrics = {"steps": trainer.state.global_step, "train_reward_first": log[0]["reward"] if log else None,
                "train_reward_last": log[-1]["reward"] if log else None, "eval_last": evals[-1] if evals else None,
                "policy": str(policy), "processes": trainer.accelerator.num_processes,
-               "reward_funcs": [f.__name__ for f in rewards], "params": _jsonable(params),
-               "lora": _jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
+               "reward_funcs": [f.__name__ for f in rewards], "params": jsonable(params),
+               "lora": jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
     if trainer.accelerator.is_main_process:
         (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
         write_json_atomic(run_dir / "metrics.json", metrics)
@@ -323,12 +313,10 @@ def safety_evaluator(params: dict, tokenizer, reference) -> Callable:
         out["harmbench_unjudged"] = sum(math.isnan(s) for s in harmful) / len(harmful)   # judge replies that were neither yes nor no
         greedy = sample_completions(model, tokenizer, sr["prompt"], greedy=True, **gen)
         out["strongreject_score"] = _mean(sr_judge.score([prompt_text(p) for p in sr["prompt"]], greedy.texts))
-        kls, sizes = [], []
+        samples = {task: sample_completions(model, tokenizer, rows["prompt"], seed=seed, **gen) for task, rows in kl.items()}
         for task, rows in kl.items():
-            samples = sample_completions(model, tokenizer, rows["prompt"], seed=seed, **gen)
-            out[f"{task}_reward"] = mean_reward(rewards[task], samples, rows["prompt"], task=rows["task"])
-            kls.append(kl_to_reference(model, reference, samples)); sizes.append(len(samples.texts))
-        out["kl_to_ref"] = sum(k * s for k, s in zip(kls, sizes)) / sum(sizes)
+            out[f"{task}_reward"] = mean_reward(rewards[task], samples[task], rows["prompt"], task=rows["task"])
+        out["kl_to_ref"] = kl_to_reference(model, reference, *samples.values())
         return out
     return evaluate
 
@@ -394,8 +382,8 @@ def finetune_run(params: dict) -> dict:
     metrics = ({f"{k}_before": first[k] for k in keys} | {f"{k}_after": last[k] for k in keys}
                | {f"{k}_drop": first[k] - last[k] for k in keys})
     metrics |= {"steps": trainer.state.global_step, "evaluations": len(curve), "policy": str(policy),
-                "processes": trainer.accelerator.num_processes, "params": _jsonable(params),
-                "lora": _jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
+                "processes": trainer.accelerator.num_processes, "params": jsonable(params),
+                "lora": jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
 
@@ -429,7 +417,7 @@ def run_stage(stage: str, params: dict, *, log_lines: int = 40) -> dict:
     "Run `stage` of one paper run: in this process, or under `accelerate launch` when `num_processes` > 1; its metrics."
     if stage not in STAGE_FUNCTIONS: raise ValueError(f"stage must be one of {sorted(STAGE_FUNCTIONS)}, got {stage!r}")
     params, run_dir = prepare_run(params)
-    path = write_json_atomic(run_dir / f"{stage}_params.json", _jsonable(params))
+    path = write_json_atomic(run_dir / f"{stage}_params.json", jsonable(params))
     n = int(params.get("num_processes") or 1)
     if n <= 1 or stage == "evaluate": return STAGE_FUNCTIONS[stage](params)
     cmd = accelerate_command(stage, path, n, params.get("accelerate_config"))

@@ -16,12 +16,12 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import split_tensor_dict
 
-from .core import RESERVED_PARAMS
+from .core import RESERVED_PARAMS, jsonable
 from .loss import check_lambda, frpo_loss, robust_value
 
 # %% auto #0
 __all__ = ['FRPO_DEFAULTS', 'FRPO_UNSUPPORTED', 'LOGP_BATCH_ARGS', 'LOCAL_METRICS', 'PRESET_KEYS', 'FRPOConfig',
-           'check_frpo_options', 'completion_group_ids', 'group_contiguous_order', 'permute_rows',
+           'check_frpo_options', 'effective_config', 'completion_group_ids', 'group_contiguous_order', 'permute_rows',
            'concat_micro_batches', 'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer', 'split_preset_params',
            'paper_trainer_config', 'paper_sft_config', 'paper_lora_config']
 
@@ -108,6 +108,11 @@ def check_frpo_options(args) -> None:
     for name, (is_set, why) in FRPO_UNSUPPORTED.items():
         if is_set(getattr(args, name)):
             raise ValueError(f"{name}={getattr(args, name)!r} is not supported with loss_type='frpo': {why}")
+
+# %% ../nbs/03_trainer.ipynb #1a9ef74b
+def effective_config(config) -> dict:
+    "Every argument of a TRL config (`GRPOConfig`, `FRPOConfig`, `SFTConfig`, ...) as JSON, private fields left out."
+    return jsonable({k: v for k, v in config.to_dict().items() if not k.startswith("_")})
 
 # %% ../nbs/03_trainer.ipynb #da9e3c4e
 def completion_group_ids(n_local: int, process_index: int, num_generations: int, device=None) -> torch.Tensor:
