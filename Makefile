@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 JUNIT := .pytest-junit.xml
 
-.PHONY: install demo test test-slow sync-check readme bench figures clean
+.PHONY: install demo study test test-slow sync-check readme bench figures clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,15 @@ demo: install
 	$(BIN)/frpo-nb run configs/tiny-demo.yaml --workers 2
 	@echo; echo "demo finished. Runs (executed notebooks, result.json, curves): results/tiny-demo/"; \
 	ls -1d results/tiny-demo/safety-*; echo "Figures and tables written:"; ls -1 figures/
+
+## make study: the full tiny study (tiny-safety 140 runs + tiny-math 105 runs), both sweeps side by side on the
+## machine's cores (math logs to results/tiny-math.log), then every figure and table from results/
+study: install
+	@mkdir -p results
+	$(BIN)/frpo-nb sweep configs/tiny-math.yaml --workers 2 --no-progress > results/tiny-math.log 2>&1 & math=$$!; \
+	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 2; rc=$$?; wait $$math || rc=1; \
+	echo "tiny-math: $$(tail -n 1 results/tiny-math.log)"; exit $$rc
+	$(BIN)/frpo-nb figures --results results
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
 sync-check: install

@@ -325,8 +325,8 @@ def spread_counts(n_prompts: int, copies: int, rate: float, rng: random.Random, 
 
 # %% ../nbs/04_data.ipynb #3177400f
 def base_sft_corpus(refusal_rate: float = 0.45, *, copies: int = 4, over_refusal_rate: float = 0.0,
-                    n_math: int | None = None, n_words: int | None = None, world_seed: int = WORLD_SEED,
-                    seed: int = 0) -> Dataset:
+                    boxed_rate: float = 1.0, n_math: int | None = None, n_words: int | None = None,
+                    world_seed: int = WORLD_SEED, seed: int = 0) -> Dataset:
     "Warm-up SFT pairs for the tiny base policy: partial refusals of harmful requests, helpful answers, math, words."
     if copies < 1: raise ValueError(f"copies must be >= 1, got {copies}")
     rng, rows = random.Random(seed), []
@@ -339,8 +339,10 @@ def base_sft_corpus(refusal_rate: float = 0.45, *, copies: int = 4, over_refusal
                 rows.append({"prompt": r["prompt"], "completion": assistant_message(answer), "task": task,
                              "refused": c < n_refused})
     math = tiny_math(seed=world_seed)["train"]
-    rows += [{"prompt": r["prompt"], "completion": assistant_message(r["solution"]), "task": "math", "refused": False}
-             for r in math.select(range(math.num_rows if n_math is None else n_math))]
+    math = math.select(range(math.num_rows if n_math is None else n_math))
+    for r, boxed in zip(math, spread_counts(math.num_rows, 1, boxed_rate, rng, "boxed_rate")):
+        solution = r["solution"] if boxed else r["solution"].replace(f"\\boxed{{{r['answer']}}}", r["answer"])
+        rows.append({"prompt": r["prompt"], "completion": assistant_message(solution), "task": "math", "refused": False})
     words = tiny_word_task(seed=world_seed)["train"]
     rows += [{"prompt": r["prompt"], "completion": assistant_message(word_task_answer(r["letter"], r["n_words"], rng)),
               "task": "words", "refused": False}

@@ -5,6 +5,7 @@
 # %% ../nbs/07_finetune.ipynb #e16f3000
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,14 @@ from transformers import TrainerCallback
 
 from .core import append_jsonl, trainer_device_args
 from .data import tiny_code, tiny_gsm8k, tiny_instructions, tiny_math, tiny_safety_prompts, tiny_word_task
-from .rewards import (helpfulness_reward, is_refusal, math_correct_reward, math_reward, safety_reward,
-                             word_task_reward)
+from .rewards import (answers_match, helpfulness_reward, is_refusal, math_correct_reward, math_reward,
+                             safety_reward, word_task_reward)
 from .tiny import load_tiny
 
 # %% auto #0
 __all__ = ['REGIMES', 'Samples', 'completion_length', 'pack_prompt_completion', 'sample_completions', 'completion_logps',
            'kl_to_reference', 'refusal_rate', 'refusal_metrics', 'mean_reward', 'CurveCallback', 'eval_prompts',
-           'evaluate_policy', 'finetune']
+           'stated_answer_correct', 'evaluate_policy', 'finetune']
 
 # %% ../nbs/07_finetune.ipynb #f402a88b
 @dataclass
@@ -168,6 +169,12 @@ def eval_prompts(setting: str, n: int | None = None) -> dict[str, Dataset]:
     return {k: v.select(range(min(n, len(v)))) if n else v for k, v in sets.items()}
 
 
+def stated_answer_correct(texts: list[str], answers: list[str]) -> list[float]:
+    "1 where the last number a text states equals the answer (boxed or not), else 0: accuracy without the format."
+    last = [re.findall(r"-?\d+(?:\.\d+)?", t) for t in texts]
+    return [float(bool(nums) and answers_match(nums[-1], a)) for nums, a in zip(last, answers)]
+
+
 def evaluate_policy(model, tokenizer, setting: str, *, ref_model=None, n_prompts: int | None = None,
                     n_samples: int = 8, max_new_tokens: int = 48, seed: int = 0) -> dict:
     "The setting's metrics of `model` on held-out prompts (see above); KL to `ref_model` when given."
@@ -187,6 +194,8 @@ def evaluate_policy(model, tokenizer, setting: str, *, ref_model=None, n_prompts
         greedy = sample_completions(model, tokenizer, problems["prompt"], greedy=True, **gen)
         correct = math_correct_reward([[{"content": t}] for t in greedy.texts], answer=problems["answer"])
         out["math_accuracy"] = sum(correct) / len(correct)
+        stated = stated_answer_correct(greedy.texts, problems["answer"])
+        out["math_stated_accuracy"] = sum(stated) / len(stated)
         sampled = sample_completions(model, tokenizer, problems["prompt"], n=n_samples, seed=seed + 1, **gen)
         out["math_reward"] = mean_reward(math_reward, sampled, problems["prompt"], answer=problems["answer"])
         kl_samples = [sampled]

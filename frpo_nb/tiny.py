@@ -113,7 +113,7 @@ TINY_PRESETS = {
 }
 
 
-BASE_FORMAT = 2  # part of every cached base's key: bump it when the tokenizer or the warm-up recipe changes
+BASE_FORMAT = 3  # part of every cached base's key: bump it when the tokenizer or the warm-up recipe changes
 
 
 @dataclass(frozen=True)
@@ -125,12 +125,14 @@ class WarmUp:
     learning_rate: float = 2e-3
     batch_size: int = 32
     refusal_rate: float = 0.45
+    boxed_rate: float = 0.4
     seed: int = 0
 
     def __post_init__(self):
         if self.preset not in TINY_PRESETS:
             raise ValueError(f"preset must be one of {sorted(TINY_PRESETS)} (got {self.preset!r})")
-        if not 0 <= self.refusal_rate <= 1: raise ValueError(f"refusal_rate must be in [0, 1] (got {self.refusal_rate})")
+        for name in ("refusal_rate", "boxed_rate"):
+            if not 0 <= getattr(self, name) <= 1: raise ValueError(f"{name} must be in [0, 1] (got {getattr(self, name)})")
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1: raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
 
@@ -150,7 +152,7 @@ def warm_up_base(path, warm_up: WarmUp = WarmUp(), *, progress: bool = False) ->
                          learning_rate=warm_up.learning_rate, lr_scheduler_type="cosine", warmup_steps=10,
                          seed=warm_up.seed, logging_steps=max(warm_up.steps // 5, 1), report_to="none",
                          save_strategy="no", disable_tqdm=not progress, **trainer_device_args())
-        corpus = base_sft_corpus(refusal_rate=warm_up.refusal_rate, seed=warm_up.seed)
+        corpus = base_sft_corpus(refusal_rate=warm_up.refusal_rate, boxed_rate=warm_up.boxed_rate, seed=warm_up.seed)
         SFTTrainer(model=model, args=args, train_dataset=corpus, processing_class=tokenizer).train()
     path = save_tiny(model, tokenizer, path)
     write_json_atomic(Path(path) / "warm_up.json", asdict(warm_up) | {"n_parameters": model.num_parameters()})
