@@ -28,8 +28,8 @@ study: install
 	@mkdir -p results
 	$(BIN)/frpo-nb sweep configs/tiny-math.yaml --workers 2 --no-progress > results/tiny-math.log 2>&1 & math=$$!; \
 	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 2; rc=$$?; wait $$math || rc=1; \
-	echo "tiny-math: $$(tail -n 1 results/tiny-math.log)"; exit $$rc
-	$(BIN)/frpo-nb figures --results results
+	echo "tiny-math: $$(tail -n 1 results/tiny-math.log)"; \
+	$(BIN)/frpo-nb figures --results results || rc=1; exit $$rc
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
 sync-check: install

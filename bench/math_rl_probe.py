@@ -1,7 +1,10 @@
 """One-seed probe of math RL on the tiny base: does GRPO/FRPO raise held-out greedy accuracy?
 
-    .venv/bin/python bench/math_rl_probe.py --base results/tiny-math/_bases/base-tiny-2f3c1bbe64 --steps 100 \
-        --lr 1e-4 --batch 32 [--method frpo --lamb 0.5] [--temperature 1.0] [--out bench/math_probes.jsonl]
+    .venv/bin/python bench/math_rl_probe.py --boxed-rate 0.4 --steps 100 --lr 1e-4 --batch 32 \
+        [--method frpo --lamb 0.5] [--temperature 1.0] [--seed 0] [--out bench/math_probes.jsonl]
+
+`--boxed-rate R` builds (once, cached in `--cache`) the default base with `WarmUp(boxed_rate=R)`; `--base DIR`
+takes any saved tiny policy instead.
 
 Prints (and appends to --out) one JSON line: settings, wall time, greedy accuracy per level and overall on the
 120 held-out problems before and after RL, and the train reward and format rate every 10 steps. Ours, tiny scale.
@@ -15,7 +18,7 @@ from frpo_nb.core import seed_everything, trainer_device_args
 from frpo_nb.data import tiny_math
 from frpo_nb.finetune import sample_completions
 from frpo_nb.rewards import math_correct_reward, math_format_reward
-from frpo_nb.tiny import load_tiny
+from frpo_nb.tiny import WarmUp, load_tiny, tiny_base
 from frpo_nb.trainer import FRPOConfig, FRPOTrainer
 
 
@@ -33,7 +36,10 @@ def greedy_accuracy(path) -> dict:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--base", required=True)
+    base = p.add_mutually_exclusive_group(required=True)
+    base.add_argument("--base", help="folder of a saved tiny policy")
+    base.add_argument("--boxed-rate", type=float, help="build/reuse the default base with this WarmUp.boxed_rate")
+    p.add_argument("--cache", default="results/_probe_bases", help="where --boxed-rate bases are cached")
     p.add_argument("--method", default="grpo", choices=["grpo", "frpo"])
     p.add_argument("--lamb", type=float, default=None)
     p.add_argument("--beta", type=float, default=1e-4)
@@ -48,6 +54,7 @@ def main():
     p.add_argument("--out", default=None)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.base is None: a.base = str(tiny_base(a.cache, WarmUp(boxed_rate=a.boxed_rate), progress=True))
     seed_everything(a.seed)
     before = greedy_accuracy(a.base)
     loss = (dict(loss_type="frpo", frpo_lambda=a.lamb) if a.method == "frpo"
