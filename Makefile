@@ -22,7 +22,7 @@ demo: install
 	@echo; echo "demo finished. Runs (executed notebooks, result.json, curves): results/tiny-demo/"; \
 	ls -1d results/tiny-demo/safety-*; echo "Figures and tables written:"; ls -1 figures/
 
-## make study: the full tiny study (tiny-safety 140 runs + tiny-math 105 runs), both sweeps side by side on the
+## make study: the full tiny study (tiny-safety 105 runs + tiny-math 70 runs), both sweeps side by side on the
 ## machine's cores (math logs to results/tiny-math.log), then every figure and table from results/
 study: install
 	@mkdir -p results

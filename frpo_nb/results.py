@@ -126,8 +126,9 @@ def _synthetic_profile(start: dict, setting: str, method: str, rng) -> dict:
 
 def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "grpo", None), ("frpo-lam0.5", "frpo", 0.5)),
                             seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), sweep: str = "synthetic",
-                            evaluate: bool = False) -> list[Path]:
-    "Write made-up train + fine-tune (+ evaluate, if `evaluate`) runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
+                            evaluate: bool | str = False) -> list[Path]:
+    "Write made-up train + fine-tune (+ evaluate, if `evaluate`; profiles in the train runs, if 'train') runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
+    if evaluate not in (False, True, "train"): raise ValueError(f"evaluate must be False, True or 'train' (got {evaluate!r})")
     if setting not in SETTING_METRICS: raise ValueError(f"setting must be one of {sorted(SETTING_METRICS)} (got {setting!r})")
     if len(steps) < 2 or steps[0] != 0: raise ValueError(f"steps must start at 0 and have at least two entries (got {steps})")
     folder, out, last = Path(folder), [], steps[-1]
@@ -139,8 +140,10 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
         train_id = f"{setting}-tiny-{label}-s{seed}-{sweep}"
         run_dir = folder / train_id
         run_dir.mkdir(parents=True, exist_ok=True)
+        # the profile has its own random stream, so the train and fine-tune numbers do not depend on `evaluate`
+        profile = _synthetic_profile(start, setting, method, np.random.default_rng([seed, sum(map(ord, label)), 1]))
         metrics = {**start, "kl_to_ref": 5.0, "train_reward_first": 0.5, "train_reward_last": 0.8, "base": "synthetic",
-                   "effective_config": {"beta": ident["beta"]}}
+                   "effective_config": {"beta": ident["beta"]}} | (profile if evaluate == "train" else {})
         write_json_atomic(run_dir / "metrics.json", metrics)
         write_json_atomic(run_dir / RESULT, _record(train_id, "train", {**ident, "max_steps": 10}, metrics, None, sweep, run_dir))
         out.append(run_dir)
@@ -160,11 +163,11 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
             write_json_atomic(ft_dir / "metrics.json", metrics)
             write_json_atomic(ft_dir / RESULT, _record(ft_id, "finetune", params, metrics, train_id, sweep, ft_dir))
             out.append(ft_dir)
-        if evaluate:      # its own random stream, so the train and fine-tune numbers do not depend on `evaluate`
-            ev_id, ev_rng = f"{train_id}-eval", np.random.default_rng([seed, sum(map(ord, label)), 1])
+        if evaluate is True:
+            ev_id = f"{train_id}-eval"
             ev_dir = folder / ev_id
             ev_dir.mkdir(parents=True, exist_ok=True)
-            metrics = _synthetic_profile(start, setting, method, ev_rng)
+            metrics = profile
             params = {**ident, "regime": None, "n_samples": 16, "parent_kind": "train", "parent_run_id": train_id,
                       "parent_dir": str(run_dir)}
             write_json_atomic(ev_dir / "metrics.json", metrics)

@@ -166,6 +166,16 @@ def test_fig5_robustness_numbers(safety):
     check_fig5(results, figures, ("safety", "normal"), "safety", ("refusal_prob_drop", "refusal_greedy_drop"), "sft-alpaca")
 
 
+def test_fig5_profiles_in_train_runs(safety, tmp_path):
+    "Profiles written by the train runs themselves (`robustness_samples`) give fig5 the numbers evaluate runs give."
+    results = tmp_path / "results" / "synthetic"
+    write_synthetic_results(results, seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), evaluate="train")
+    assert not [r for r in read_runs(results) if r["kind"] == "evaluate"]
+    run_all(tmp_path / "results", tmp_path / "figures", ["fig5_robustness"])
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "figures" / "fig5_robustness.csv"),
+                                  pd.read_csv(safety[1] / "fig5_robustness.csv"))
+
+
 def test_fig4_without_math_is_a_note(safety):
     _, figures = safety
     assert "no math results" in (figures / "fig4_math.md").read_text().lower()

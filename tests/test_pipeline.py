@@ -25,7 +25,7 @@ methods:
 seeds: [0]
 regimes: [{regime}]
 train: {{warmup_steps: 4, max_steps: 2, per_device_train_batch_size: 8, num_generations: 4,
-         max_completion_length: 8, eval_prompts: 2, eval_samples: 2}}
+         max_completion_length: 8, eval_prompts: 2, eval_samples: 2, robustness_samples: 2}}
 finetune: {{max_steps: 2, every: 1, batch_size: 4, eval_prompts: 2, eval_samples: 2}}
 evaluate: {{n_samples: 2, eval_prompts: 2}}
 evaluate_after: [finetune]
@@ -58,6 +58,8 @@ def test_micro_sweep_every_stage(tmp_path, setting, regime):
             assert (folder / "policy" / "model.safetensors").is_file() and (folder / "train_log.jsonl").is_file()
             key = "refusal_greedy" if setting == "safety" else "math_accuracy"
             assert 0 <= r["metrics"][key] <= 1 and r["metrics"]["effective_config"]["loss_type"] in ("grpo", "frpo")
+            task = "safety" if setting == "safety" else "math"     # the robustness profile, computed in the train run
+            assert r["metrics"][f"{task}/robust_value@0.5"] <= r["metrics"][f"{task}/robust_value@0"] + 1e-9
         if r["kind"] == "finetune":
             curve = [json.loads(line) for line in (folder / "curve.jsonl").read_text().splitlines()]
             assert [row["step"] for row in curve] == [0, 1, 2]
