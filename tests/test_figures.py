@@ -221,7 +221,7 @@ def test_sparse_results(tmp_path):
     assert fig3.lo.isna().all()
     assert pd.read_csv(figures / "table_degradation.csv").empty
     assert pd.read_csv(figures / "fig5_robustness.csv").empty
-    assert "no evaluate runs" in (figures / "fig5_robustness.md").read_text()
+    assert "no robustness profiles" in (figures / "fig5_robustness.md").read_text()
 
 
 @pytest.mark.slow
