@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset
 
 # %% auto #0
 __all__ = ['MATH_SYSTEM_PROMPT', 'TABLE_SUFFIXES', 'SAFETY_ABILITY_TO_TASK', 'TASKS', 'WORLD_SEED', 'REQUEST_TEMPLATES',
@@ -26,8 +26,8 @@ __all__ = ['MATH_SYSTEM_PROMPT', 'TABLE_SUFFIXES', 'SAFETY_ABILITY_TO_TASK', 'TA
            'read_table', 'load_safety_prompts', 'load_kl_eval_prompts', 'math_level', 'math_rl_dataset', 'load_math',
            'alpaca_prompt', 'alpaca_sft_dataset', 'load_alpaca', 'split_gsm8k_answer', 'gsm8k_sft_dataset',
            'load_gsm8k', 'opencode_sft_dataset', 'load_opencodeinstruct', 'load_harmbench', 'load_strongreject',
-           'helpful_answer', 'tiny_safety_prompts', 'spread_counts', 'base_sft_corpus', 'math_problem', 'math_problems',
-           'tiny_math', 'word_task_prompt', 'parse_word_task', 'word_task_answer', 'tiny_word_task',
+           'helpful_answer', 'tiny_safety_prompts', 'repeat_task', 'spread_counts', 'base_sft_corpus', 'math_problem',
+           'math_problems', 'tiny_math', 'word_task_prompt', 'parse_word_task', 'word_task_answer', 'tiny_word_task',
            'tiny_instructions', 'tiny_gsm8k', 'tiny_code', 'tiny_corpus']
 
 # %% ../nbs/04_data.ipynb #8883be74
@@ -314,6 +314,14 @@ def tiny_safety_prompts(test_fraction: float = 0.25, seed: int = WORLD_SEED) -> 
     rng = random.Random(seed)
     return DatasetDict({name: Dataset.from_list([rows[i] for i in rng.sample(idx, len(idx))])
                         for name, idx in (("train", train), ("test", test))})
+
+# %% ../nbs/04_data.ipynb #542c49da
+def repeat_task(ds: Dataset, task: str, copies: int) -> Dataset:
+    "`ds` with every row of `task` appearing `copies` times (the other rows once); TRL's sampler shuffles."
+    if copies < 1: raise ValueError(f"copies must be >= 1, got {copies}")
+    if task not in set(ds["task"]): raise ValueError(f"no row has task {task!r} (tasks: {sorted(set(ds['task']))})")
+    rows = ds.filter(lambda r: r["task"] == task)
+    return concatenate_datasets([ds] + [rows] * (copies - 1)) if copies > 1 else ds
 
 # %% ../nbs/04_data.ipynb #586b95f5
 def spread_counts(n_prompts: int, copies: int, rate: float, rng: random.Random, name: str = "rate") -> list[int]:

@@ -121,7 +121,7 @@ class WarmUp:
     "Settings of the base-policy warm-up (SFT on `base_sft_corpus`)."
     preset: str = "tiny"
     vocab_size: int = 512
-    steps: int = 600
+    steps: int = 1200
     learning_rate: float = 2e-3
     batch_size: int = 32
     refusal_rate: float = 0.45
