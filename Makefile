@@ -22,12 +22,11 @@ demo: install
 	@echo; echo "demo finished. Runs (executed notebooks, result.json, curves): results/tiny-demo/"; \
 	ls -1d results/tiny-demo/safety-*; echo "Figures and tables written:"; ls -1 figures/
 
-## make study: the full tiny study (tiny-safety 105 runs + tiny-math 70 runs): the shared base policy once, on both
-## cores, then both sweeps side by side (math logs to results/tiny-math.log), then every figure and table from results/
+## make study: the full tiny study (tiny-safety 105 runs + tiny-math 70 runs): the shared base policy once (while
+## no run competes for the cores), then both sweeps side by side (math logs to results/tiny-math.log), then every figure and table from results/
 study: install
 	@mkdir -p results/tiny-safety/_bases results/tiny-math/_bases
-	$(PY) -c "import torch; torch.set_num_threads(2); from frpo_nb.tiny import tiny_base; \
-	print('base policy:', tiny_base('results/tiny-safety/_bases', progress=True))"
+	$(PY) -c "from frpo_nb.tiny import tiny_base; print('base policy:', tiny_base('results/tiny-safety/_bases', progress=True))"
 	cp -Rn results/tiny-safety/_bases/base-* results/tiny-math/_bases/
 	$(BIN)/frpo-nb sweep configs/tiny-math.yaml --workers 2 --no-progress > results/tiny-math.log 2>&1 & math=$$!; \
 	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 2; rc=$$?; wait $$math || rc=1; \

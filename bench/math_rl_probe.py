@@ -72,7 +72,8 @@ def main():
         seconds = time.time() - t0
         after = greedy_accuracy(out + "/policy")
     log = [r for r in trainer.state.log_history if "reward" in r]
-    row = {"settings": vars(a), "train_seconds": round(seconds, 1), "before": before, "after": after,
+    settings = vars(a) | ({"scale_rewards": None} if a.method == "frpo" else {})  # FRPO does not scale
+    row = {"settings": settings, "train_seconds": round(seconds, 1), "before": before, "after": after,
            "train_reward": {r["step"]: round(r["reward"], 3) for r in log},
            "train_format": {r["step"]: round(r["rewards/math_format_reward/mean"], 3) for r in log}}
     print(json.dumps(row))

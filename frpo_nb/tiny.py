@@ -24,8 +24,9 @@ from .core import trainer_device_args, write_json_atomic
 from .data import base_sft_corpus, tiny_corpus
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'MIN_VOCAB', 'TINY_PRESETS', 'BASE_FORMAT', 'build_tiny_tokenizer',
-           'build_tiny_model', 'save_tiny', 'load_tiny', 'build_tiny', 'WarmUp', 'warm_up_base', 'tiny_base']
+__all__ = ['SPECIAL_TOKENS', 'CHAT_TEMPLATE', 'MIN_VOCAB', 'TINY_PRESETS', 'BASE_FORMAT', 'WARMUP_THREADS',
+           'build_tiny_tokenizer', 'build_tiny_model', 'save_tiny', 'load_tiny', 'build_tiny', 'WarmUp', 'warm_up_base',
+           'tiny_base']
 
 # %% ../nbs/06_tiny.ipynb #e844840c
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -142,8 +143,18 @@ class WarmUp:
         return hashlib.sha256(json.dumps(asdict(self) | {"format": BASE_FORMAT}, sort_keys=True).encode()).hexdigest()[:10]
 
 
+WARMUP_THREADS = 2  # fixed: float sums depend on the thread count, and a base must be the same weights whoever builds it
+
+
 def warm_up_base(path, warm_up: WarmUp = WarmUp(), *, progress: bool = False) -> Path:
-    "Build the tokenizer and model of `warm_up.preset` and fine-tune them on the base SFT corpus; save to `path`."
+    "Build the tokenizer and model of `warm_up.preset` and fine-tune them on the base SFT corpus (on `WARMUP_THREADS` threads); save to `path`."
+    threads = torch.get_num_threads()
+    torch.set_num_threads(WARMUP_THREADS)
+    try: return _warm_up(path, warm_up, progress)
+    finally: torch.set_num_threads(threads)
+
+
+def _warm_up(path, warm_up: WarmUp, progress: bool) -> Path:
     from trl import SFTConfig, SFTTrainer
     tokenizer = build_tiny_tokenizer(tiny_corpus(), vocab_size=warm_up.vocab_size)
     model = build_tiny_model(tokenizer, seed=warm_up.seed, **TINY_PRESETS[warm_up.preset])
