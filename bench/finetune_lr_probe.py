@@ -7,10 +7,11 @@ For each policy: `frpo_nb.finetune.finetune` with the study's settings (60 steps
 appending one JSON line: policy, regime, lr, and the curve (step, the setting's metrics, KL to the start).
 Ours, tiny scale.
 """
-import argparse, json, tempfile
+import argparse, tempfile
 from pathlib import Path
 
 import torch
+from probe_common import emit
 
 from frpo_nb.core import read_jsonl, seed_everything
 from frpo_nb.finetune import finetune
@@ -38,9 +39,7 @@ def main():
             rows = read_jsonl(curve)
         row = {"policy": str(policy), "regime": a.regime, "lr": a.lr, "steps": a.steps,
                "curve": [{k: round(v, 4) for k, v in r.items()} for r in rows]}
-        print(json.dumps(row))
-        if a.out:
-            with open(a.out, "a") as f: f.write(json.dumps(row) + "\n")
+        emit(row, a.out)
 
 
 if __name__ == "__main__":

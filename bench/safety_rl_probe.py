@@ -6,17 +6,19 @@
 Prints (and appends to --out) one JSON line: settings, train seconds, `evaluate_policy` on the held-out safety
 prompts before and after RL (the study's metrics, `--eval-samples` samples per prompt), and how the sampled answers
 to normal prompts fall short of full helpfulness: refusals, answers without steps, answers that miss request words.
-`--normal-copies K` repeats each normal training prompt K times (the study: 1, the paper's 50/50 mix). Ours, tiny scale.
+`--normal-copies K` repeats each normal training prompt K times (1: the paper's 50/50 mix; configs/tiny-safety.yaml: 2)
+and shuffles the set with the seed. Ours, tiny scale.
 """
-import argparse, collections, json, tempfile, time
+import argparse, collections, tempfile
 
 import torch
-from frpo_nb.core import seed_everything, trainer_device_args
+from probe_common import add_rl_args, emit, probe_settings, train_log, train_rl
+
+from frpo_nb.core import seed_everything
 from frpo_nb.data import repeat_task, tiny_safety_prompts
 from frpo_nb.finetune import eval_prompts, evaluate_policy, sample_completions
 from frpo_nb.rewards import compliance, gives_steps, helpfulness_reward, is_refusal, prompt_text, safety_reward
 from frpo_nb.tiny import load_tiny
-from frpo_nb.trainer import FRPOConfig, FRPOTrainer
 
 
 def shortfall(model, tok, n: int, seed: int) -> dict:
@@ -40,46 +42,20 @@ def measure(path, base, a) -> dict:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--base", required=True, help="folder of a saved tiny policy (e.g. results/tiny-safety/_bases/base-tiny-…)")
-    p.add_argument("--method", default="grpo", choices=["grpo", "frpo"])
-    p.add_argument("--lamb", type=float, default=None)
-    p.add_argument("--beta", type=float, default=0.1)
-    p.add_argument("--scale-rewards", default="group")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--generations", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=1.0)
+    add_rl_args(p, beta=0.1, steps=60, lr=3e-4)
     p.add_argument("--normal-copies", type=int, default=1)
     p.add_argument("--eval-samples", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=None)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     seed_everything(a.seed)
     train = tiny_safety_prompts()["train"]
     if a.normal_copies > 1: train = repeat_task(train, "normal", a.normal_copies).shuffle(seed=a.seed)
-    loss = (dict(loss_type="frpo", frpo_lambda=a.lamb) if a.method == "frpo"
-            else dict(loss_type="grpo", scale_rewards=a.scale_rewards))
-    t0 = time.time()
     with tempfile.TemporaryDirectory() as out:
-        config = FRPOConfig(output_dir=out, max_steps=a.steps, learning_rate=a.lr, per_device_train_batch_size=a.batch,
-                            num_generations=a.generations, max_completion_length=48, beta=a.beta,
-                            temperature=a.temperature, seed=a.seed, logging_steps=10, report_to="none",
-                            save_strategy="no", disable_tqdm=True, **loss, **trainer_device_args())
-        trainer = FRPOTrainer(model=a.base, reward_funcs=[safety_reward, helpfulness_reward], args=config,
-                              train_dataset=train)
-        trainer.train()
-        trainer.save_model(out + "/policy"); trainer.processing_class.save_pretrained(out + "/policy")
-        seconds = time.time() - t0
+        trainer, seconds = train_rl(a, a.base, [safety_reward, helpfulness_reward], train, out)
         after = measure(out + "/policy", a.base, a)
-    log = [r for r in trainer.state.log_history if "reward" in r]
-    settings = vars(a) | ({"scale_rewards": None} if a.method == "frpo" else {})
-    row = {"settings": settings, "train_seconds": round(seconds, 1), "before": measure(a.base, a.base, a), "after": after,
-           "train_reward": {r["step"]: round(r["reward"], 3) for r in log}}
-    print(json.dumps(row))
-    if a.out:
-        with open(a.out, "a") as f: f.write(json.dumps(row) + "\n")
+    row = {"settings": probe_settings(a), "train_seconds": round(seconds, 1), "before": measure(a.base, a.base, a),
+           "after": after, "train_reward": {r["step"]: round(r["reward"], 3) for r in train_log(trainer)}}
+    emit(row, a.out)
 
 
 if __name__ == "__main__":
