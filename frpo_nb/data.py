@@ -320,8 +320,9 @@ def repeat_task(ds: Dataset, task: str, copies: int) -> Dataset:
     "`ds` with every row of `task` appearing `copies` times (the other rows once); TRL's sampler shuffles."
     if copies < 1: raise ValueError(f"copies must be >= 1, got {copies}")
     if task not in set(ds["task"]): raise ValueError(f"no row has task {task!r} (tasks: {sorted(set(ds['task']))})")
+    if copies == 1: return ds
     rows = ds.filter(lambda r: r["task"] == task)
-    return concatenate_datasets([ds] + [rows] * (copies - 1)) if copies > 1 else ds
+    return concatenate_datasets([ds] + [rows] * (copies - 1))
 
 # %% ../nbs/04_data.ipynb #586b95f5
 def spread_counts(n_prompts: int, copies: int, rate: float, rng: random.Random, name: str = "rate") -> list[int]:
