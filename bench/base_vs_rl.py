@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from frpo_nb.finetune import evaluate_policy
+from frpo_nb.evaluate import evaluate_policy
 from frpo_nb.results import add_series, fmt_ci, load_runs, mean_ci
 from frpo_nb.sweep import template_parameters
 from frpo_nb.tiny import load_tiny

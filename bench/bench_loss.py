@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from frpo_nb.loss import frpo_loss, frpo_loss_reference, grpo_surrogate, random_frpo_batch
+from frpo_nb.loss import frpo_loss, frpo_loss_reference, grpo_surrogate
+from frpo_nb.testing import random_frpo_batch
 
 
 def fwd_bwd(fn, batch, **kw):

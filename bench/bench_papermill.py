@@ -29,7 +29,8 @@ from pathlib import Path
 
 import nbformat
 
-from frpo_nb.sweep import Job, execute_job, execute_notebook, worker_context, write_smoke_templates
+from frpo_nb.sweep import Job, execute_job, execute_notebook, worker_context
+from frpo_nb.testing import write_smoke_templates
 
 STACK = "import torch\nfrom transformers import AutoModelForCausalLM\nfrom trl import GRPOConfig, GRPOTrainer\nimport frpo_nb.loss\n"
 

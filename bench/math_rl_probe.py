@@ -16,7 +16,7 @@ from probe_common import add_rl_args, emit, probe_settings, train_log, train_rl
 
 from frpo_nb.core import seed_everything
 from frpo_nb.data import tiny_math
-from frpo_nb.finetune import sample_completions
+from frpo_nb.evaluate import sample_completions
 from frpo_nb.rewards import math_correct_reward, math_format_reward
 from frpo_nb.tiny import WarmUp, load_tiny, tiny_base
 

@@ -16,7 +16,7 @@ from probe_common import add_rl_args, emit, probe_settings, train_log, train_rl
 
 from frpo_nb.core import seed_everything
 from frpo_nb.data import repeat_task, tiny_safety_prompts
-from frpo_nb.finetune import eval_prompts, evaluate_policy, sample_completions
+from frpo_nb.evaluate import eval_prompts, evaluate_policy, sample_completions
 from frpo_nb.rewards import compliance, gives_steps, helpfulness_reward, is_refusal, prompt_text, safety_reward
 from frpo_nb.tiny import load_tiny
 

@@ -13,8 +13,8 @@ import torch
 # %% auto #0
 __all__ = ['GroupLayout', 'group_layout', 'to_groups', 'clipped_ratio_mean', 'check_lambda', 'group_logmeanexp',
            'leave_one_out_logmeanexp', 'frpo_group_objective', 'splice_local', 'grad_scaled', 'kl_k3',
-           'group_weight_ess', 'frpo_loss', 'grpo_surrogate', 'frpo_loss_reference', 'random_frpo_batch',
-           'robust_value', 'robust_value_at_radius']
+           'group_weight_ess', 'frpo_loss', 'grpo_surrogate', 'frpo_loss_reference', 'robust_value',
+           'robust_value_at_radius']
 
 # %% ../nbs/01_loss.ipynb #e5b9a772
 class GroupLayout(NamedTuple):
@@ -86,12 +86,12 @@ def clipped_ratio_mean(per_token_logps: torch.Tensor, old_per_token_logps: torch
     return m, stats
 
 # %% ../nbs/01_loss.ipynb #db04d089
-def check_lambda(lamb) -> float:
-    "λ as a float, or a `ValueError` that says what λ must be."
+def check_lambda(lamb, name: str = "lamb") -> float:
+    "λ as a float, or a `ValueError` naming the field `name` that says what λ must be."
     try: lamb = float(lamb)
-    except (TypeError, ValueError): raise ValueError(f"lamb must be a positive finite number (got {lamb!r})") from None
+    except (TypeError, ValueError): raise ValueError(f"{name} must be a positive finite number (got {lamb!r})") from None
     if not math.isfinite(lamb) or lamb <= 0:
-        raise ValueError(f"lamb must be a positive finite number (got {lamb}); large λ approaches GRPO, "
+        raise ValueError(f"{name} must be a positive finite number (got {lamb}); large λ approaches GRPO, "
                          "small λ is more robust (the paper uses 0.1 to 10)")
     return lamb
 
@@ -113,7 +113,7 @@ def leave_one_out_logmeanexp(x: torch.Tensor, layout: GroupLayout) -> torch.Tens
 
 def frpo_group_objective(log_m: torch.Tensor, advantages: torch.Tensor, layout: GroupLayout, lamb: float, *,
                          jackknife: bool = True, offset: bool = True) -> torch.Tensor:
-    "Per group, J_g − b_g [G] (spec §2) from per-completion log m_i and advantages A_i."
+    "Per group, J_g − b_g [G] (the objective above) from per-completion log m_i and advantages A_i."
     log_l = -advantages / lamb + log_m                          # log ℓ_i = log(w_i m_i)
     J = group_logmeanexp(log_l, layout)
     if jackknife:
@@ -124,7 +124,40 @@ def frpo_group_objective(log_m: torch.Tensor, advantages: torch.Tensor, layout: 
         J = J - torch.zeros_like(J).index_add(0, layout.group, torch.exp(log_m)) / layout.sizes.to(J.dtype)
     return J
 
-# %% ../nbs/01_loss.ipynb #c2b7b81f
+# %% ../nbs/01_loss.ipynb #4875a369
+def splice_local(local: torch.Tensor, gathered: torch.Tensor, process_index: int) -> torch.Tensor:
+    "The gathered global tensor with this process's (equal-sized) slice replaced by `local`, which keeps its graph."
+    n = local.shape[0]
+    start = process_index * n
+    if gathered.shape[0] % n or not 0 <= start < gathered.shape[0]:
+        raise ValueError(f"gathered tensor of {gathered.shape[0]} rows does not hold {n}-row slices for process "
+                         f"{process_index}: every process must contribute the same number of completions")
+    return torch.cat([gathered[:start].detach(), local, gathered[start + n:].detach()])
+
+
+# %% ../nbs/01_loss.ipynb #443fe28b
+def grad_scaled(value: torch.Tensor, s: float) -> torch.Tensor:
+    "`value` unchanged, with its gradient multiplied by `s`."
+    return value if s == 1 else value.detach() + s * (value - value.detach())
+
+
+# %% ../nbs/01_loss.ipynb #b457aea0
+def kl_k3(per_token_logps: torch.Tensor, ref_per_token_logps: torch.Tensor, completion_mask: torch.Tensor):
+    "GRPO's k3 estimate of KL(π_θ‖π_ref): per completion token mean [B]."
+    d = ref_per_token_logps - per_token_logps
+    mask = completion_mask.to(per_token_logps.dtype)
+    return ((torch.exp(d) - d - 1) * mask).sum(-1) / mask.sum(-1)
+
+
+# %% ../nbs/01_loss.ipynb #d4e4b399
+def group_weight_ess(advantages: torch.Tensor, layout: GroupLayout, lamb: float) -> torch.Tensor:
+    "Effective sample size 1/Σŵ² of ŵ = softmax(−A/λ) within each group [G]."
+    logw = to_groups(-advantages.detach() / lamb, layout, -math.inf)
+    w = torch.softmax(logw, dim=1)
+    return 1.0 / (w * w).sum(1)
+
+
+# %% ../nbs/01_loss.ipynb #a272c882
 def _check_inputs(per_token_logps, completion_mask, advantages, group_ids, old_per_token_logps,
                   ref_per_token_logps, beta, epsilon_low, epsilon_high, delta, importance_sampling_level):
     "Raise a `ValueError` naming the argument for every malformed input of `frpo_loss`."
@@ -162,42 +195,13 @@ def _check_inputs(per_token_logps, completion_mask, advantages, group_ids, old_p
         raise ValueError(f"importance_sampling_level must be 'token' or 'sequence' (got {importance_sampling_level!r})")
 
 
-def splice_local(local: torch.Tensor, gathered: torch.Tensor, process_index: int) -> torch.Tensor:
-    "The gathered global tensor with this process's (equal-sized) slice replaced by `local`, which keeps its graph."
-    n = local.shape[0]
-    start = process_index * n
-    if gathered.shape[0] % n or not 0 <= start < gathered.shape[0]:
-        raise ValueError(f"gathered tensor of {gathered.shape[0]} rows does not hold {n}-row slices for process "
-                         f"{process_index}: every process must contribute the same number of completions")
-    return torch.cat([gathered[:start].detach(), local, gathered[start + n:].detach()])
-
-
-def grad_scaled(value: torch.Tensor, s: float) -> torch.Tensor:
-    "`value` unchanged, with its gradient multiplied by `s`."
-    return value if s == 1 else value.detach() + s * (value - value.detach())
-
-
-def kl_k3(per_token_logps: torch.Tensor, ref_per_token_logps: torch.Tensor, completion_mask: torch.Tensor):
-    "GRPO's k3 estimate of KL(π_θ‖π_ref): per completion token mean [B]."
-    d = ref_per_token_logps - per_token_logps
-    mask = completion_mask.to(per_token_logps.dtype)
-    return ((torch.exp(d) - d - 1) * mask).sum(-1) / mask.sum(-1)
-
-
-def group_weight_ess(advantages: torch.Tensor, layout: GroupLayout, lamb: float) -> torch.Tensor:
-    "Effective sample size 1/Σŵ² of ŵ = softmax(−A/λ) within each group [G]."
-    logw = to_groups(-advantages.detach() / lamb, layout, -math.inf)
-    w = torch.softmax(logw, dim=1)
-    return 1.0 / (w * w).sum(1)
-
-
 def frpo_loss(per_token_logps: torch.Tensor, completion_mask: torch.Tensor, advantages: torch.Tensor,
               group_ids: torch.Tensor, *, lamb: float, old_per_token_logps: torch.Tensor | None = None,
               ref_per_token_logps: torch.Tensor | None = None, beta: float = 0.0, epsilon_low: float = 0.2,
               epsilon_high: float = 0.2, delta: float | None = None, jackknife: bool = True, offset: bool = True,
               importance_sampling_level: str = "token", group_size: int | None = None,
               gather: Callable | None = None, process_index: int = 0):
-    """The FRPO loss to minimise (spec §2) and a dict of float diagnostics. With several processes pass
+    """The FRPO loss to minimise (the objective above, scaled by max(λ, 1), plus β·KL) and a dict of float diagnostics. With several processes pass
     `gather` (concatenates a [B_local] tensor over processes in process order) and this `process_index`."""
     lamb = check_lambda(lamb)
     _check_inputs(per_token_logps, completion_mask, advantages, group_ids, old_per_token_logps,
@@ -230,6 +234,7 @@ def frpo_loss(per_token_logps: torch.Tensor, completion_mask: torch.Tensor, adva
                         "frpo/robust_gap": gap.mean().item(), "frpo/policy_loss": policy_loss.item(),
                         "frpo/n_groups": layout.n_groups})
     return loss, metrics
+
 
 # %% ../nbs/01_loss.ipynb #3ecf3775
 def grpo_surrogate(per_token_logps, completion_mask, advantages, old_per_token_logps=None, epsilon_low=0.2,
@@ -276,27 +281,6 @@ def frpo_loss_reference(per_token_logps, completion_mask, advantages, group_ids,
             kls.append((torch.exp(d) - d - 1).mean())
         loss = loss + beta * sum(kls) / len(kls)
     return loss
-
-# %% ../nbs/01_loss.ipynb #95e64967
-def random_frpo_batch(group_sizes, T: int = 12, *, seed: int = 0, dtype=torch.float64, off_policy: float = 0.3,
-                      adv_scale: float = 1.0, shuffle: bool = True):
-    "A random batch for testing `frpo_loss`: logits (leaf), mask, advantages, ids, old and ref log-probs."
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.cat([torch.full((k,), 10 * j + 3, dtype=torch.long) for j, k in enumerate(group_sizes)])
-    B = ids.numel()
-    lengths = torch.randint(1, T + 1, (B,), generator=g)
-    mask = (torch.arange(T)[None, :] < lengths[:, None]).to(dtype)
-    logits = torch.randn(B, T, generator=g, dtype=dtype)
-    old = torch.nn.functional.logsigmoid(logits + off_policy * torch.randn(B, T, generator=g, dtype=dtype))
-    ref = torch.nn.functional.logsigmoid(logits + 0.5 * torch.randn(B, T, generator=g, dtype=dtype))
-    rewards = torch.rand(B, generator=g, dtype=dtype) * adv_scale
-    adv = rewards.clone()
-    for gid in ids.unique(): adv[ids == gid] -= rewards[ids == gid].mean()
-    if shuffle:
-        p = torch.randperm(B, generator=g)
-        ids, mask, logits, old, ref, adv = ids[p], mask[p], logits[p], old[p], ref[p], adv[p]
-    return dict(logits=logits.requires_grad_(True), completion_mask=mask, advantages=adv, group_ids=ids,
-                old_per_token_logps=old, ref_per_token_logps=ref)
 
 # %% ../nbs/01_loss.ipynb #f87e42da
 def robust_value(rewards: torch.Tensor, group_ids: torch.Tensor, lamb: float) -> torch.Tensor:

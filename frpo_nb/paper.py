@@ -13,24 +13,111 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
+import dataclasses
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS, benchmark, run_benchmark
-from .core import find_repo_root, jsonable, read_jsonl, seed_everything, write_json_atomic
+from .core import RESERVED_PARAMS, find_repo_root, jsonable, read_jsonl, seed_everything, write_json_atomic
 from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load_kl_eval_prompts, load_math,
                           load_opencodeinstruct, load_safety_prompts, load_strongreject)
-from .finetune import CurveCallback, kl_to_reference, mean_reward, sample_completions
+from .evaluate import kl_to_reference, mean_reward, sample_completions
+from .finetune import CurveCallback
 from .rewards import (ChatHarmBenchJudge, CombinedJudge, HarmBenchClassifier, Judge, JudgeReward, ModerationJudge,
                              OpenAIClient, RewardModelJudge, StrongRejectRubricJudge, StrongRejectScorer,
                              math_correct_reward, math_format_reward, prompt_text)
-from .trainer import FRPOTrainer, effective_config, paper_lora_config, paper_sft_config, paper_trainer_config
+from .trainer import FRPOConfig, FRPOTrainer, effective_config, loss_args
 
 # %% auto #0
-__all__ = ['PATH_KEYS', 'CPU_OVERRIDES', 'SFT_LOADERS', 'STAGE_FUNCTIONS', 'template_params', 'repo_roots', 'resolve_paths',
-           'prepare_run', 'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge',
-           'write_standins', 'rl_data', 'reward_functions', 'merge_adapter', 'save_policy', 'train_run', 'sft_data',
-           'sample_rows', 'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'evaluate_run',
+__all__ = ['PRESET_KEYS', 'PATH_KEYS', 'SFT_LOADERS', 'STAGE_FUNCTIONS', 'split_preset_params', 'paper_trainer_config',
+           'paper_sft_config', 'paper_lora_config', 'template_params', 'repo_roots', 'resolve_paths', 'prepare_run',
+           'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge', 'rl_data',
+           'reward_functions', 'merge_adapter', 'save_policy', 'train_run', 'sft_data', 'sample_rows',
+           'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'evaluate_run',
            'accelerate_command', 'run_stage', 'main']
+
+# %% ../nbs/10_paper.ipynb #05a7776a
+PRESET_KEYS = {
+    "train": {
+        "num_processes": "GPUs (accelerate processes) per run; the batch sizes are per GPU",
+        "accelerate_config": "accelerate launch config (configs/accelerate/*.yaml)",
+        "train_data": "RL prompts: a local file or hub id read by frpo_nb.data (load_safety_prompts / load_math)",
+        "val_fraction": "share of the safety prompts held out for validation (stratified by task)",
+        "val_size": "number of math problems held out for validation",
+        "strongreject_model": "fine-tuned StrongREJECT scorer (safety reward; StrongRejectScorer)",
+        "reward_model": "helpfulness reward model (RewardModelJudge)",
+        "reward_model_revision": "hub revision of the reward model",
+        "moderation_model": "moderation model of the API (ModerationJudge; safety reward)",
+        "api_base_url": "OpenAI-compatible API for the API judges",
+        "api_key_env": "environment variable that holds the API key",
+        "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
+        "lora_target_modules": "modules that get LoRA adapters",
+    },
+    "finetune": {
+        "num_processes": "GPUs per run", "accelerate_config": "accelerate launch config",
+        "finetune_data": "downstream SFT data: a local file or hub id (load_alpaca / load_gsm8k / load_opencodeinstruct)",
+        "max_samples": "rows of the downstream data used (first rows)", "val_size": "rows held out for validation",
+        "lora_r": "LoRA rank (no LoRA: full fine-tuning)", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
+        "lora_target_modules": "modules that get LoRA adapters",
+        "every": "evaluate the upstream metrics every this many steps (and at steps 0 and the end)",
+        "eval_prompts": "HarmBench / StrongREJECT prompts sampled per evaluation",
+        "eval_max_new_tokens": "greedy tokens generated per evaluation prompt",
+        "harmbench_data": "HarmBench behaviours CSV (load_harmbench)", "harmbench_first_n": "behaviours used (first rows)",
+        "harmbench_judge_model": "chat model that judges HarmBench (ChatHarmBenchJudge)",
+        "harmbench_classifier": "local HarmBench classifier used when harmbench_judge_model is null (HarmBenchClassifier)",
+        "strongreject_data": "StrongREJECT prompts CSV (load_strongreject)",
+        "strongreject_judge_model": "chat model that applies the StrongREJECT rubric (StrongRejectRubricJudge)",
+        "kl_safety_data": "KL/reward evaluation prompts, harmful (load_kl_eval_prompts)",
+        "kl_normal_data": "KL/reward evaluation prompts, benign", "kl_prompts": "KL/reward prompts sampled per evaluation",
+        "strongreject_model": "fine-tuned StrongREJECT scorer (the safety reward on the KL prompts)",
+        "reward_model": "helpfulness reward model", "reward_model_revision": "its hub revision",
+        "moderation_model": "moderation model of the API", "api_base_url": "OpenAI-compatible API for the judges",
+        "api_key_env": "environment variable that holds the API key",
+        "math_eval_data": "MATH file or hub id whose held-out problems measure math accuracy (load_math)",
+        "math_eval_size": "held-out MATH problems (the first after the seeded shuffle, as the RL run's validation set)",
+    },
+    "evaluate": {
+        "benchmarks": "benchmarks to run (keys of frpo_nb.benchmarks.BENCHMARKS)",
+        "tensor_parallel_size": "GPUs per benchmark run (vLLM tensor parallelism)",
+        "max_gen_toks": "generated tokens per answer (lm-eval)",
+    },
+}
+
+
+def split_preset_params(params: dict, stage: str, config_cls=None) -> tuple[dict, dict]:
+    "A run's free-form parameters as (arguments of the dataclass `config_cls`, other preset keys of `stage`); unknown keys raise."
+    if stage not in PRESET_KEYS: raise ValueError(f"stage must be one of {sorted(PRESET_KEYS)}, got {stage!r}")
+    fields = {f.name for f in dataclasses.fields(config_cls) if f.init} if config_cls else set()
+    free = {k: v for k, v in params.items() if k not in RESERVED_PARAMS}
+    unknown = sorted(k for k in free if k not in fields and k not in PRESET_KEYS[stage])
+    if unknown:
+        what = f"{config_cls.__name__} fields nor preset keys" if config_cls else "preset keys"
+        raise ValueError(f"{stage} parameters {unknown} are neither {what} "
+                         f"({', '.join(sorted(PRESET_KEYS[stage]))}); check the spelling")
+    return {k: v for k, v in free.items() if k in fields}, {k: v for k, v in free.items() if k not in fields}
+
+# %% ../nbs/10_paper.ipynb #0136946b
+def paper_trainer_config(params: dict, output_dir: str | Path, **overrides) -> FRPOConfig:
+    "The `FRPOConfig` of one train run from its parameters (method, lamb, beta, scale_rewards, seed and preset keys)."
+    trainer, _ = split_preset_params(params, "train", FRPOConfig)
+    loss = loss_args(params.get("method"), params.get("lamb"), params.get("scale_rewards", "none"))
+    return FRPOConfig(output_dir=str(output_dir), beta=params["beta"], seed=params.get("seed", 42),
+                      **(trainer | loss | overrides))
+
+# %% ../nbs/10_paper.ipynb #bec34fa8
+def paper_sft_config(params: dict, output_dir: str | Path, **overrides):
+    "The TRL `SFTConfig` of one downstream SFT run from its parameters."
+    from trl import SFTConfig
+    trainer, _ = split_preset_params(params, "finetune", SFTConfig)
+    return SFTConfig(output_dir=str(output_dir), seed=params.get("seed", 42), **(trainer | overrides))
+
+# %% ../nbs/10_paper.ipynb #2ab78d37
+def paper_lora_config(params: dict):
+    "The peft `LoraConfig` of a run's `lora_*` keys, or None when it has none (full fine-tuning)."
+    if params.get("lora_r") is None: return None
+    from peft import LoraConfig
+    return LoraConfig(r=params["lora_r"], lora_alpha=params.get("lora_alpha", params["lora_r"]),
+                      lora_dropout=params.get("lora_dropout", 0.0), target_modules=params.get("lora_target_modules"),
+                      bias="none", task_type="CAUSAL_LM")
 
 # %% ../nbs/10_paper.ipynb #ab23cfbd
 def template_params(namespace: dict, before: Iterable[str]) -> dict:
@@ -126,77 +213,6 @@ def strongreject_judge(params: dict) -> Judge:
                             "strongreject_model scorer instead (a deviation from the paper)")
         return StrongRejectRubricJudge(params["strongreject_judge_model"], client)
     return StrongRejectScorer.from_pretrained(require(params, "strongreject_model", "finetune"))
-
-# %% ../nbs/10_paper.ipynb #8c8bec1a
-CPU_OVERRIDES = {
-    "train": dict(use_cpu=True, bf16=False, use_vllm=False, activation_checkpointing=False, dataloader_pin_memory=False,
-                  model_init_kwargs={"dtype": "float32"}, max_steps=2, per_device_train_batch_size=4, num_generations=4,
-                  gradient_accumulation_steps=1, steps_per_generation=1, max_completion_length=8, logging_steps=1,
-                  eval_strategy="no", report_to="none", disable_tqdm=True, num_processes=1),
-    "finetune": dict(use_cpu=True, bf16=False, activation_checkpointing=False, dataloader_pin_memory=False,
-                     model_init_kwargs={"dtype": "float32"}, max_steps=2, per_device_train_batch_size=2,
-                     gradient_accumulation_steps=1, max_length=96, max_samples=None, val_size=2, every=1, eval_prompts=2,
-                     eval_max_new_tokens=4, kl_prompts=2, math_eval_size=2, report_to="none", disable_tqdm=True,
-                     num_processes=1),
-}
-
-
-def write_standins(folder: str | Path) -> dict[str, str]:
-    "Write tiny stand-ins of a paper run's models and data files into `folder`; returns the preset keys pointing at them."
-    import pandas as pd
-    from transformers import Qwen2Config, Qwen2ForSequenceClassification
-
-    from frpo_nb.data import BENIGN_TASKS, HARMFUL_TASKS, REFUSALS, REQUEST_TEMPLATES, helpful_answer, tiny_corpus
-    from frpo_nb.rewards import HARMBENCH_CLS_PROMPT, STRONGREJECT_FINETUNED_TEMPLATE
-    from frpo_nb.tiny import build_tiny, build_tiny_tokenizer, save_tiny
-    import torch
-    folder = Path(folder)
-    data = folder / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
-    harmful = [t.format(x) for x in HARMFUL_TASKS for t in REQUEST_TEMPLATES[:2]]
-    benign = [t.format(x) for x in BENIGN_TASKS for t in REQUEST_TEMPLATES[:2]]
-    policy = build_tiny(folder / "policy", tiny_corpus() + harmful + benign, vocab_size=400, max_position_embeddings=1024,
-                        **small)
-    corpus = ["Yes", "No", "1 2 3 4 5"] * 30 + [HARMBENCH_CLS_PROMPT, STRONGREJECT_FINETUNED_TEMPLATE] + list(REFUSALS)
-    judge = build_tiny(folder / "judge", corpus, vocab_size=400, max_position_embeddings=4096, seed=1, **small)
-    rm_tok = build_tiny_tokenizer(corpus + harmful + benign, vocab_size=400)
-    rm_tok.add_special_tokens({"pad_token": "<|pad|>"})   # a pad token that never occurs in a text, as the real one
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(2)
-        rm = Qwen2ForSequenceClassification(Qwen2Config(vocab_size=len(rm_tok), num_labels=1, pad_token_id=rm_tok.pad_token_id,
-                                                        max_position_embeddings=1024, **small))
-    reward_model = save_tiny(rm, rm_tok, folder / "reward_model")
-    n = len(harmful)
-    pd.DataFrame({"prompt": [[{"role": "user", "content": p}] for p in harmful + benign],
-                  "ability": ["wildjailbreak"] * n + ["refusal"] * len(benign)}).to_parquet(data / "safety_train_prompts.parquet")
-    math_rows = [{"problem": f"What is {a} + {b}?", "solution": f"{a} + {b} = \\boxed{{{a + b}}}.", "level": f"Level {3 + a % 3}",
-                  "type": "Algebra"} for a in range(1, 13) for b in (2, 5)]
-    pd.DataFrame(math_rows).to_json(data / "math.jsonl", orient="records", lines=True)
-    pd.DataFrame({"instruction": benign, "input": [""] * len(benign),
-                  "output": [helpful_answer(x) for x in BENIGN_TASKS for _ in (0, 1)]}).to_json(
-        data / "alpaca.jsonl", orient="records", lines=True)
-    pd.DataFrame({"question": [r["problem"] for r in math_rows],
-                  "answer": [f"Add them. #### {r['solution'].split('{')[1].split('}')[0]}" for r in math_rows]}).to_json(
-        data / "gsm8k.jsonl", orient="records", lines=True)
-    pd.DataFrame({"input": [f"Write a python function that adds {k} to x." for k in range(12)],
-                  "output": [f"def add_{k}(x):\n    return x + {k}" for k in range(12)],
-                  "average_test_score": ["1", "0.5"] * 6}).to_json(data / "opencodeinstruct.jsonl", orient="records", lines=True)
-    pd.DataFrame({"Behavior": harmful, "FunctionalCategory": ["standard"] * n, "SemanticCategory": ["illegal"] * n,
-                  "Tags": [""] * n, "ContextString": [""] * n, "BehaviorID": [f"b{i}" for i in range(n)]}).to_csv(
-        data / "harmbench_behaviors_text_all.csv", index=False)
-    pd.DataFrame({"category": ["weapons"] * n, "source": ["custom"] * n, "forbidden_prompt": harmful}).to_csv(
-        data / "strongreject_small_dataset.csv", index=False)
-    pd.DataFrame({"prompt": harmful, "task": ["safety"] * n}).to_json(data / "kl_eval_safety_prompts.jsonl", orient="records", lines=True)
-    pd.DataFrame({"prompt": benign, "task": ["normal"] * len(benign)}).to_json(data / "kl_eval_normal_prompts.jsonl",
-                                                                              orient="records", lines=True)
-    return {"model": str(policy), "strongreject_model": str(judge), "harmbench_classifier": str(judge),
-            "reward_model": str(reward_model), "safety_train_data": str(data / "safety_train_prompts.parquet"),
-            "math_data": str(data / "math.jsonl"), "sft-alpaca": str(data / "alpaca.jsonl"),
-            "sft-gsm8k": str(data / "gsm8k.jsonl"), "sft-code": str(data / "opencodeinstruct.jsonl"),
-            "harmbench_data": str(data / "harmbench_behaviors_text_all.csv"),
-            "strongreject_data": str(data / "strongreject_small_dataset.csv"),
-            "kl_safety_data": str(data / "kl_eval_safety_prompts.jsonl"), "kl_normal_data": str(data / "kl_eval_normal_prompts.jsonl")}
 
 # %% ../nbs/10_paper.ipynb #1fe62e8a
 def rl_data(params: dict):

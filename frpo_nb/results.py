@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .core import append_jsonl, find_repo_root, write_json_atomic, read_jsonl
-from .sweep import ERROR, RESULT, run_state
+from .core import find_repo_root, read_jsonl
+from .runfolder import ERROR, RESULT, run_state
 
 # %% auto #0
-__all__ = ['KINDS', 'SETTING_METRICS', 'EVAL_TASKS', 'EVAL_RADII', 'IDENTITY', 'PAPER_FIGURE1', 'find_run_dirs', 'run_inventory',
-           'format_inventory', 'write_synthetic_results', 'load_runs', 'load_curves', 'CI', 'mean_ci', 'ci_table',
-           'add_series', 'series_colors', 'fmt_ci', 'plot_band', 'note_axes', 'save_figure', 'markdown_table',
-           'save_table', 'figure_dirs', 'load_paper_figure1']
+__all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'PAPER_FIGURE1', 'find_run_dirs', 'run_inventory', 'format_inventory',
+           'load_runs', 'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series', 'series_colors', 'fmt_ci',
+           'plot_band', 'note_axes', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs', 'load_paper_figure1']
 
 # %% ../nbs/09a_results.ipynb #18f97d70
 KINDS = ("train", "finetune", "evaluate")
@@ -97,83 +96,6 @@ def format_inventory(inventory: pd.DataFrame) -> str:
 SETTING_METRICS = {"safety": ("refusal_greedy", "refusal_prob", "safety_reward", "helpfulness_reward", "over_refusal_prob"),
                    "math": ("math_accuracy", "math_reward")}
 
-
-def _record(run_id: str, kind: str, params: dict, metrics: dict, parent: str | None, sweep: str, run_dir: Path) -> dict:
-    "A result.json record in the sweep's format (see `frpo_nb.sweep.execute_job`)."
-    return {"run_id": run_id, "kind": kind, "status": "done", "params": {"kind": kind, **params, "run_id": run_id,
-            "run_dir": str(run_dir)}, "defaults": {}, "seed": params["seed"], "parent": parent,
-            "template": f"nbs/experiments/{kind}.ipynb", "notebook": f"{kind}.ipynb",
-            "config": {"name": sweep, "file": None}, "versions": {"frpo_nb": "synthetic"},
-            "git": {"commit": None, "dirty": None}, "host": {}, "metrics": metrics,
-            "timings": {"started": "2026-01-01T00:00:00.000+00:00", "finished": "2026-01-01T00:00:01.000+00:00", "wall_s": 1.0},
-            "files": ["curve.jsonl", "metrics.json"] if kind == "finetune" else ["metrics.json"]}
-
-
-EVAL_TASKS = {"safety": {"safety": "safety_reward", "normal": "helpfulness_reward"}, "math": {"math": "math_reward"}}
-EVAL_RADII = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-def _synthetic_profile(start: dict, setting: str, method: str, rng) -> dict:
-    "Made-up metrics of an evaluate run: per task robust_value@ε = reward after RL − spread·√ε, lambda_star@ε = spread/√(2ε)."
-    out = {}
-    for task, reward in EVAL_TASKS[setting].items():
-        spread = (0.3 if method == "grpo" else 0.15) + 0.1 * rng.random()
-        for eps in EVAL_RADII:
-            out[f"{task}/robust_value@{eps:g}"] = round(start[reward] - spread * math.sqrt(eps), 6)
-            if eps > 0: out[f"{task}/lambda_star@{eps:g}"] = round(spread / math.sqrt(2 * eps), 6)
-    return out
-
-
-def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "grpo", None), ("frpo-lam0.5", "frpo", 0.5)),
-                            seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), sweep: str = "synthetic",
-                            evaluate: bool | str = False) -> list[Path]:
-    "Write made-up train + fine-tune (+ evaluate, if `evaluate`; profiles in the train runs, if 'train') runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
-    if evaluate not in (False, True, "train"): raise ValueError(f"evaluate must be False, True or 'train' (got {evaluate!r})")
-    if setting not in SETTING_METRICS: raise ValueError(f"setting must be one of {sorted(SETTING_METRICS)} (got {setting!r})")
-    if len(steps) < 2 or steps[0] != 0: raise ValueError(f"steps must start at 0 and have at least two entries (got {steps})")
-    folder, out, last = Path(folder), [], steps[-1]
-    for (label, method, lamb), seed in ((m, s) for m in methods for s in seeds):
-        rng = np.random.default_rng([seed, sum(map(ord, label))])
-        start = {m: round(0.6 + 0.35 * rng.random(), 6) for m in SETTING_METRICS[setting]}
-        ident = dict(setting=setting, model="tiny", method=method, method_label=label, lamb=lamb,
-                     beta=0.1 if method == "grpo" else 0.002, scale_rewards="group" if method == "grpo" else "none", seed=seed)
-        train_id = f"{setting}-tiny-{label}-s{seed}-{sweep}"
-        run_dir = folder / train_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # the profile has its own random stream, so the train and fine-tune numbers do not depend on `evaluate`
-        profile = _synthetic_profile(start, setting, method, np.random.default_rng([seed, sum(map(ord, label)), 1]))
-        metrics = {**start, "kl_to_ref": 5.0, "train_reward_first": 0.5, "train_reward_last": 0.8, "base": "synthetic",
-                   "effective_config": {"beta": ident["beta"]}} | (profile if evaluate == "train" else {})
-        write_json_atomic(run_dir / "metrics.json", metrics)
-        write_json_atomic(run_dir / RESULT, _record(train_id, "train", {**ident, "max_steps": 10}, metrics, None, sweep, run_dir))
-        out.append(run_dir)
-        for regime in regimes:
-            ft_id, loss = f"{train_id}-{regime}", (0.4 if method == "grpo" else 0.15) + 0.05 * rng.random()
-            ft_dir = folder / ft_id
-            ft_dir.mkdir(parents=True, exist_ok=True)
-            (ft_dir / "curve.jsonl").unlink(missing_ok=True)
-            curve = [{"step": s, **{m: round(v * (1 - loss * (0.8 + 0.1 * j) * math.sqrt(s / last)), 6)
-                                    for j, (m, v) in enumerate(start.items())},
-                      "kl_to_ref": round(20.0 * (1.5 if method == "grpo" else 1.0) * s / last, 6)} for s in steps]
-            for row in curve: append_jsonl(ft_dir / "curve.jsonl", row)
-            metrics = ({f"{m}_before": curve[0][m] for m in start} | {f"{m}_after": curve[-1][m] for m in start}
-                       | {f"{m}_drop": curve[0][m] - curve[-1][m] for m in start} | {"kl_final": curve[-1]["kl_to_ref"], "steps": last})
-            params = {**ident, "regime": regime, "max_steps": last, "every": steps[1], "parent_kind": "train",
-                      "parent_run_id": train_id, "parent_dir": str(run_dir)}
-            write_json_atomic(ft_dir / "metrics.json", metrics)
-            write_json_atomic(ft_dir / RESULT, _record(ft_id, "finetune", params, metrics, train_id, sweep, ft_dir))
-            out.append(ft_dir)
-        if evaluate is True:
-            ev_id = f"{train_id}-eval"
-            ev_dir = folder / ev_id
-            ev_dir.mkdir(parents=True, exist_ok=True)
-            metrics = profile
-            params = {**ident, "regime": None, "n_samples": 16, "parent_kind": "train", "parent_run_id": train_id,
-                      "parent_dir": str(run_dir)}
-            write_json_atomic(ev_dir / "metrics.json", metrics)
-            write_json_atomic(ev_dir / RESULT, _record(ev_id, "evaluate", params, metrics, train_id, sweep, ev_dir))
-            out.append(ev_dir)
-    return out
 
 # %% ../nbs/09a_results.ipynb #1f6fce1d
 IDENTITY = ("setting", "model", "method", "method_label", "lamb", "beta", "scale_rewards", "seed", "regime")

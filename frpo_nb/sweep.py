@@ -38,12 +38,12 @@ from tqdm import tqdm
 
 from .core import (STAGES, ConfigError, ExperimentConfig, find_repo_root, git_state,
                           load_config, package_versions, write_json_atomic)
+from .runfolder import ERROR, RESULT, read_metrics, run_state
 
 # %% auto #0
-__all__ = ['RESULT', 'ERROR', 'Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates',
-           'write_smoke_templates', 'ContractError', 'injected_parameters', 'execute_notebook', 'execute_job',
-           'run_state', 'plan_runs', 'SweepBusy', 'sweep_lock', 'sweep_running', 'worker_context', 'SweepSummary',
-           'run_sweep', 'sweep_status', 'format_status', 'run_figures', 'main']
+__all__ = ['Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates', 'injected_parameters',
+           'execute_notebook', 'execute_job', 'plan_runs', 'SweepBusy', 'sweep_lock', 'sweep_running', 'worker_context',
+           'SweepSummary', 'run_sweep', 'sweep_status', 'format_status', 'run_figures', 'main']
 
 # %% ../nbs/09_sweep.ipynb #8eb4281d
 @dataclass
@@ -142,51 +142,7 @@ def check_templates(cfg: ExperimentConfig, jobs: list[Job]) -> None:
         raise ConfigError(f"kernel: no Jupyter kernel named {cfg.kernel!r} (installed: {have}); install one with "
                           f"`python -m ipykernel install --user --name {cfg.kernel}`") from None
 
-# %% ../nbs/09_sweep.ipynb #86ba7e37
-_SMOKE = {
-    "train": ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nfail = False\nsleep_s = 0.0',
-              'import time\nfrom pathlib import Path\nfrom frpo_nb.core import write_json_atomic\n'
-              'time.sleep(sleep_s)\n'
-              'if fail: raise ValueError("smoke template asked to fail (fail=True)")\n'
-              'write_json_atomic(Path(run_dir, "metrics.json"), {"value": value, "seed": seed, "lamb": lamb})'),
-    "finetune": ('run_dir = "."\nparent_dir = None\nregime = None\nsteps = 3',
-                 'import json\nfrom pathlib import Path\nfrom frpo_nb.core import append_jsonl, write_json_atomic\n'
-                 'start = json.loads(Path(parent_dir, "metrics.json").read_text())["value"]\n'
-                 'curve = [start * (1 - s / (2 * steps)) for s in range(steps + 1)]\n'
-                 'for s, v in enumerate(curve): append_jsonl(Path(run_dir, "curve.jsonl"), {"step": s, "value": v})\n'
-                 'write_json_atomic(Path(run_dir, "metrics.json"), {"start": start, "final": curve[-1], "regime": regime})'),
-    "evaluate": ('run_dir = "."\nparent_dir = None\nscale = 1.0',
-                 'import json\nfrom pathlib import Path\nfrom frpo_nb.core import write_json_atomic\n'
-                 'm = json.loads(Path(parent_dir, "metrics.json").read_text())\n'
-                 'write_json_atomic(Path(run_dir, "metrics.json"), {"score": scale * m.get("final", m.get("value"))})'),
-    "figure": ('results_dir = "results"',
-               'import json\nfrom pathlib import Path\n'
-               'done = sorted(p.parent.name for p in Path(results_dir).glob("*/result.json"))\n'
-               'Path(results_dir, "_figures").mkdir(exist_ok=True)\n'
-               'Path(results_dir, "_figures", "smoke.json").write_text(json.dumps(done))'),
-}
-
-
-def write_smoke_templates(folder: str | Path) -> dict[str, Path]:
-    "Write minimal contract-honouring templates (train, finetune, evaluate, figure) into `folder`."
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name, (params, body) in _SMOKE.items():
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
-                                             nbformat.v4.new_code_cell(body)])
-        nbformat.write(nb, folder / f"smoke_{name}.ipynb")
-        out[name] = folder / f"smoke_{name}.ipynb"
-    return out
-
-# %% ../nbs/09_sweep.ipynb #cc5ca9c6
-RESULT, ERROR = "result.json", "error.json"
-
-
-class ContractError(RuntimeError):
-    "A template ran but did not leave what the sweep's contract requires."
-
-
+# %% ../nbs/09_sweep.ipynb #fd188113
 def injected_parameters(job: Job, results_dir: Path) -> dict:
     "The parameters papermill injects into `job`'s template."
     p = {**job.params, "run_id": job.run_id, "run_dir": str(results_dir / job.run_id)}
@@ -194,6 +150,7 @@ def injected_parameters(job: Job, results_dir: Path) -> dict:
     return p
 
 
+# %% ../nbs/09_sweep.ipynb #a2d1728f
 def execute_notebook(template: Path, out: Path, params: dict, cwd: Path, kernel: str) -> None:
     "Run `template` with papermill into `out` in `cwd`, quietly (no progress bar, no kernel or unknown-parameter logs)."
     log = logging.getLogger("papermill")
@@ -205,17 +162,7 @@ def execute_notebook(template: Path, out: Path, params: dict, cwd: Path, kernel:
     finally: log.setLevel(level)
 
 
-def _read_metrics(run_dir: Path) -> dict:
-    p = run_dir / "metrics.json"
-    if not p.is_file():
-        raise ContractError("the notebook finished but wrote no metrics.json into run_dir (the template contract: a "
-                            "JSON object, {} if there is nothing to report)")
-    try: m = json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise ContractError(f"metrics.json is not valid JSON: {e}") from None
-    if not isinstance(m, dict): raise ContractError(f"metrics.json must hold a JSON object, got {type(m).__name__}")
-    return m
-
-
+# %% ../nbs/09_sweep.ipynb #305368fb
 def _describe(e: BaseException) -> dict:
     if isinstance(e, PapermillExecutionError):
         tb = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(e.traceback))
@@ -245,7 +192,7 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
     try:
         record["defaults"] = {k: v for k, v in template_parameters(job.template).items() if k not in params}
         execute_notebook(job.template, notebook, params, run_dir, kernel)
-        record |= {"status": "done", "metrics": _read_metrics(run_dir)}
+        record |= {"status": "done", "metrics": read_metrics(run_dir)}
     except Exception as e:
         record |= {"status": "failed", "error": _describe(e)}
     record["timings"] = {"started": started, "finished": _now(), "wall_s": round(time.perf_counter() - t0, 3)}
@@ -253,14 +200,8 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
     write_json_atomic(run_dir / (RESULT if record["status"] == "done" else ERROR), record)
     return record["status"]
 
+
 # %% ../nbs/09_sweep.ipynb #d9ec0f73
-def run_state(run_dir: Path) -> str:
-    "done | failed | incomplete (a folder without a result) | pending (no folder)."
-    if (run_dir / RESULT).is_file(): return "done"
-    if (run_dir / ERROR).is_file(): return "failed"
-    return "incomplete" if run_dir.exists() else "pending"
-
-
 def plan_runs(jobs: list[Job], results_dir: Path, retry_failed: bool = False) -> dict[str, str]:
     "What a sweep does with each run: skip | run | failed (kept) | blocked (a run it needs failed)."
     plan = {}
@@ -272,7 +213,7 @@ def plan_runs(jobs: list[Job], results_dir: Path, retry_failed: bool = False) ->
         else: plan[j.run_id] = "run"
     return plan
 
-# %% ../nbs/09_sweep.ipynb #dc765345
+# %% ../nbs/09_sweep.ipynb #5028e774
 class SweepBusy(RuntimeError):
     "Another sweep holds the results folder."
 
@@ -301,6 +242,7 @@ def sweep_running(results_dir: Path) -> bool:
     return False
 
 
+# %% ../nbs/09_sweep.ipynb #140c52fd
 def _raise_interrupt(signum, frame): raise KeyboardInterrupt
 
 
@@ -332,6 +274,7 @@ def worker_context():
     return ctx
 
 
+# %% ../nbs/09_sweep.ipynb #02451d48
 def _stop(proc) -> None:
     proc.terminate()
     proc.join(10)
@@ -350,6 +293,7 @@ def _state_after_exit(job: Job, results_dir: Path, exitcode: int, kwargs: dict) 
     return "failed"
 
 
+# %% ../nbs/09_sweep.ipynb #598312c9
 def _execute(todo: list[Job], states: dict, workers: int, kwargs: dict):
     "Run `todo` (parents first), at most `workers` at a time; yield (job, state) as each finishes or is blocked."
     todo, running = list(todo), {}
@@ -385,6 +329,7 @@ def _execute(todo: list[Job], states: dict, workers: int, kwargs: dict):
         for proc, _, keep in running.values():
             _stop(proc)
             keep.close()
+
 
 # %% ../nbs/09_sweep.ipynb #bb9307fc
 @dataclass

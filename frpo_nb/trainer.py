@@ -8,22 +8,19 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import split_tensor_dict
 
-from .core import RESERVED_PARAMS, jsonable
+from .core import jsonable
 from .loss import check_lambda, frpo_loss, robust_value
 
 # %% auto #0
-__all__ = ['FRPO_DEFAULTS', 'FRPO_UNSUPPORTED', 'LOGP_BATCH_ARGS', 'LOCAL_METRICS', 'PRESET_KEYS', 'FRPOConfig',
-           'check_frpo_options', 'effective_config', 'completion_group_ids', 'group_contiguous_order', 'permute_rows',
-           'concat_micro_batches', 'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer', 'split_preset_params',
-           'paper_trainer_config', 'paper_sft_config', 'paper_lora_config']
+__all__ = ['FRPO_DEFAULTS', 'FRPO_UNSUPPORTED', 'METHODS', 'LOGP_BATCH_ARGS', 'LOCAL_METRICS', 'FRPOConfig', 'check_frpo_options',
+           'effective_config', 'loss_args', 'completion_group_ids', 'group_contiguous_order', 'permute_rows',
+           'concat_micro_batches', 'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer']
 
 # %% ../nbs/03_trainer.ipynb #880d724a
 FRPO_DEFAULTS = {  # GRPOConfig options left unset (None) by FRPOConfig -> (value for 'frpo', TRL's default)
@@ -48,7 +45,7 @@ FRPO_UNSUPPORTED = {  # option name -> (is it set?, why FRPO rejects it)
 
 @dataclass
 class FRPOConfig(GRPOConfig):
-    r"""`GRPOConfig` plus FRPO's parameters (spec §2). With `loss_type="frpo"` (the default) the trainer minimises
+    r"""`GRPOConfig` plus FRPO's parameters (the loss of `01_loss`). With `loss_type="frpo"` (the default) the trainer minimises
     the FRPO loss; any TRL loss type (`"grpo"`, `"dapo"`, ...) trains exactly as `GRPOTrainer`."""
     loss_type: str = field(default="frpo", metadata={
         "help": "'frpo' for the FRPO loss, or any GRPOConfig loss type ('grpo', 'dapo', ...) for TRL's own loss."})
@@ -69,8 +66,7 @@ class FRPOConfig(GRPOConfig):
         frpo = self.loss_type == "frpo"
         for name, (frpo_default, trl_default) in FRPO_DEFAULTS.items():
             if getattr(self, name) is None: setattr(self, name, frpo_default if frpo else trl_default)
-        try: self.frpo_lambda = check_lambda(self.frpo_lambda)
-        except ValueError as e: raise ValueError(str(e).replace("lamb must", "frpo_lambda must")) from None
+        self.frpo_lambda = check_lambda(self.frpo_lambda, "frpo_lambda")
         if frpo: check_frpo_options(self)
         super().__post_init__()
         if frpo and self.steps_per_generation > 1 and self.per_device_train_batch_size % self.num_generations:
@@ -113,6 +109,17 @@ def check_frpo_options(args) -> None:
 def effective_config(config) -> dict:
     "Every argument of a TRL config (`GRPOConfig`, `FRPOConfig`, `SFTConfig`, ...) as JSON, private fields left out."
     return jsonable({k: v for k, v in config.to_dict().items() if not k.startswith("_")})
+
+# %% ../nbs/03_trainer.ipynb #de92da63
+METHODS = ("grpo", "frpo")
+
+
+def loss_args(method: str, lamb: float | None = None, scale_rewards: str = "none") -> dict:
+    "The `FRPOConfig` loss fields of a method: 'frpo' → FRPO's loss at λ; 'grpo' → TRL's GRPO loss with `scale_rewards`."
+    if method == "frpo": return dict(loss_type="frpo", frpo_lambda=lamb)
+    if method == "grpo": return dict(loss_type="grpo", scale_rewards=scale_rewards)
+    raise ValueError(f"method must be 'grpo' or 'frpo' (got {method!r}): the methods are {METHODS}")
+
 
 # %% ../nbs/03_trainer.ipynb #da9e3c4e
 def completion_group_ids(n_local: int, process_index: int, num_generations: int, device=None) -> torch.Tensor:
@@ -248,90 +255,3 @@ class FRPOTrainer(GRPOTrainer):
         for k in metrics.keys() - set(local) - {"frpo/n_groups"}: self._metrics[mode][k].append(metrics[k])
         for k, v in zip(local, stats[:, :-2].mean(0).tolist()): self._metrics[mode][k].append(v)
         self._metrics[mode]["entropy"].append((stats[:, -2].sum() / stats[:, -1].sum().clamp(min=1.0)).item())
-
-# %% ../nbs/03_trainer.ipynb #05a7776a
-PRESET_KEYS = {
-    "train": {
-        "num_processes": "GPUs (accelerate processes) per run; the batch sizes are per GPU",
-        "accelerate_config": "accelerate launch config (configs/accelerate/*.yaml)",
-        "train_data": "RL prompts: a local file or hub id read by frpo_nb.data (load_safety_prompts / load_math)",
-        "val_fraction": "share of the safety prompts held out for validation (stratified by task)",
-        "val_size": "number of math problems held out for validation",
-        "strongreject_model": "fine-tuned StrongREJECT scorer (safety reward; StrongRejectScorer)",
-        "reward_model": "helpfulness reward model (RewardModelJudge)",
-        "reward_model_revision": "hub revision of the reward model",
-        "moderation_model": "moderation model of the API (ModerationJudge; safety reward)",
-        "api_base_url": "OpenAI-compatible API for the API judges",
-        "api_key_env": "environment variable that holds the API key",
-        "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
-        "lora_target_modules": "modules that get LoRA adapters",
-    },
-    "finetune": {
-        "num_processes": "GPUs per run", "accelerate_config": "accelerate launch config",
-        "finetune_data": "downstream SFT data: a local file or hub id (load_alpaca / load_gsm8k / load_opencodeinstruct)",
-        "max_samples": "rows of the downstream data used (first rows)", "val_size": "rows held out for validation",
-        "lora_r": "LoRA rank (no LoRA: full fine-tuning)", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
-        "lora_target_modules": "modules that get LoRA adapters",
-        "every": "evaluate the upstream metrics every this many steps (and at steps 0 and the end)",
-        "eval_prompts": "HarmBench / StrongREJECT prompts sampled per evaluation",
-        "eval_max_new_tokens": "greedy tokens generated per evaluation prompt",
-        "harmbench_data": "HarmBench behaviours CSV (load_harmbench)", "harmbench_first_n": "behaviours used (first rows)",
-        "harmbench_judge_model": "chat model that judges HarmBench (ChatHarmBenchJudge)",
-        "harmbench_classifier": "local HarmBench classifier used when harmbench_judge_model is null (HarmBenchClassifier)",
-        "strongreject_data": "StrongREJECT prompts CSV (load_strongreject)",
-        "strongreject_judge_model": "chat model that applies the StrongREJECT rubric (StrongRejectRubricJudge)",
-        "kl_safety_data": "KL/reward evaluation prompts, harmful (load_kl_eval_prompts)",
-        "kl_normal_data": "KL/reward evaluation prompts, benign", "kl_prompts": "KL/reward prompts sampled per evaluation",
-        "strongreject_model": "fine-tuned StrongREJECT scorer (the safety reward on the KL prompts)",
-        "reward_model": "helpfulness reward model", "reward_model_revision": "its hub revision",
-        "moderation_model": "moderation model of the API", "api_base_url": "OpenAI-compatible API for the judges",
-        "api_key_env": "environment variable that holds the API key",
-        "math_eval_data": "MATH file or hub id whose held-out problems measure math accuracy (load_math)",
-        "math_eval_size": "held-out MATH problems (the first after the seeded shuffle, as the RL run's validation set)",
-    },
-    "evaluate": {
-        "benchmarks": "benchmarks to run (keys of frpo_nb.benchmarks.BENCHMARKS)",
-        "tensor_parallel_size": "GPUs per benchmark run (vLLM tensor parallelism)",
-        "max_gen_toks": "generated tokens per answer (lm-eval)",
-    },
-}
-
-
-def split_preset_params(params: dict, stage: str, config_cls=None) -> tuple[dict, dict]:
-    "A run's free-form parameters as (arguments of the dataclass `config_cls`, other preset keys of `stage`); unknown keys raise."
-    if stage not in PRESET_KEYS: raise ValueError(f"stage must be one of {sorted(PRESET_KEYS)}, got {stage!r}")
-    fields = {f.name for f in dataclasses.fields(config_cls) if f.init} if config_cls else set()
-    free = {k: v for k, v in params.items() if k not in RESERVED_PARAMS}
-    unknown = sorted(k for k in free if k not in fields and k not in PRESET_KEYS[stage])
-    if unknown:
-        what = f"{config_cls.__name__} fields nor preset keys" if config_cls else "preset keys"
-        raise ValueError(f"{stage} parameters {unknown} are neither {what} "
-                         f"({', '.join(sorted(PRESET_KEYS[stage]))}); check the spelling")
-    return {k: v for k, v in free.items() if k in fields}, {k: v for k, v in free.items() if k not in fields}
-
-# %% ../nbs/03_trainer.ipynb #0136946b
-def paper_trainer_config(params: dict, output_dir: str | Path, **overrides) -> FRPOConfig:
-    "The `FRPOConfig` of one train run from its parameters (method, lamb, beta, scale_rewards, seed and preset keys)."
-    trainer, _ = split_preset_params(params, "train", FRPOConfig)
-    method = params.get("method")
-    if method == "frpo": loss = dict(loss_type="frpo", frpo_lambda=params["lamb"])
-    elif method == "grpo": loss = dict(loss_type="grpo", scale_rewards=params.get("scale_rewards", "none"))
-    else: raise ValueError(f"params['method'] must be 'grpo' or 'frpo', got {method!r}")
-    return FRPOConfig(output_dir=str(output_dir), beta=params["beta"], seed=params.get("seed", 42),
-                      **(trainer | loss | overrides))
-
-# %% ../nbs/03_trainer.ipynb #bec34fa8
-def paper_sft_config(params: dict, output_dir: str | Path, **overrides):
-    "The TRL `SFTConfig` of one downstream SFT run from its parameters."
-    from trl import SFTConfig
-    trainer, _ = split_preset_params(params, "finetune", SFTConfig)
-    return SFTConfig(output_dir=str(output_dir), seed=params.get("seed", 42), **(trainer | overrides))
-
-# %% ../nbs/03_trainer.ipynb #2ab78d37
-def paper_lora_config(params: dict):
-    "The peft `LoraConfig` of a run's `lora_*` keys, or None when it has none (full fine-tuning)."
-    if params.get("lora_r") is None: return None
-    from peft import LoraConfig
-    return LoraConfig(r=params["lora_r"], lora_alpha=params.get("lora_alpha", params["lora_r"]),
-                      lora_dropout=params.get("lora_dropout", 0.0), target_modules=params.get("lora_target_modules"),
-                      bias="none", task_type="CAUSAL_LM")

@@ -29,7 +29,8 @@ from accelerate import PartialState  # noqa: E402
 from accelerate.utils import gather  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
-from frpo_nb.loss import frpo_loss, random_frpo_batch  # noqa: E402
+from frpo_nb.loss import frpo_loss  # noqa: E402
+from frpo_nb.testing import random_frpo_batch  # noqa: E402
 from frpo_nb.trainer import FRPOConfig, FRPOTrainer  # noqa: E402
 
 WORDS = "apple banana cherry dog egg fig grape house ice jam kite lemon".split()

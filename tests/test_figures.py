@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from frpo_nb.results import write_synthetic_results
+from frpo_nb.testing import write_synthetic_results
 from frpo_nb.sweep import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from frpo_nb.loss import (frpo_group_objective, frpo_loss, frpo_loss_reference, group_layout, random_frpo_batch,
-                          robust_value, robust_value_at_radius)
+from frpo_nb.loss import (frpo_group_objective, frpo_loss, frpo_loss_reference, group_layout, robust_value,
+                          robust_value_at_radius)
+from frpo_nb.testing import random_frpo_batch
 
 OPTIONS = [dict(), dict(jackknife=False), dict(offset=False), dict(importance_sampling_level="sequence"),
            dict(delta=1.05, epsilon_high=0.4), dict(beta=0.2), dict(lamb=0.05), dict(lamb=20.0)]

@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from frpo_nb.core import load_config
-from frpo_nb.sweep import ERROR, RESULT, expand_grid, main, sweep_lock, write_smoke_templates
+from frpo_nb.runfolder import ERROR, RESULT
+from frpo_nb.sweep import expand_grid, main, sweep_lock
+from frpo_nb.testing import write_smoke_templates
 
 PY = sys.executable
 VOLATILE = {"timings", "host", "params", "files", "git", "versions", "config", "template"}  # differ between two sweeps
