@@ -2,7 +2,10 @@
 from configparser import ConfigParser
 from pathlib import Path
 
+import shutil
+
 import setuptools
+from setuptools.command.build_py import build_py
 
 cfg = ConfigParser(delimiters=["="])
 cfg.read(Path(__file__).parent / "settings.ini", encoding="utf-8")
@@ -13,7 +16,25 @@ statuses = ["Planning", "Pre-Alpha", "Alpha", "Beta", "Production/Stable", "Matu
 lic = licenses[cfg["license"]]
 readme = Path(__file__).parent / "README.md"
 
+# Files `frpo-nb` runs that live outside the package folder: copied into frpo_nb/_shipped/ when a wheel is
+# built, so an installed package has them (frpo_nb.core.shipped finds them; a checkout uses its own folders).
+SHIPPED = {"experiments": ("nbs/experiments", "*.ipynb"), "figures": ("nbs/figures", "*.ipynb"),
+           "data": ("data", "*.csv")}
+
+
+class BuildPyWithShipped(build_py):
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False): return
+        root = Path(__file__).parent
+        for name, (folder, pattern) in SHIPPED.items():
+            dest = Path(self.build_lib) / cfg["lib_name"] / "_shipped" / name
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in sorted((root / folder).glob(pattern)): shutil.copy2(f, dest / f.name)
+
+
 setuptools.setup(
+    cmdclass={"build_py": BuildPyWithShipped},
     name=cfg["lib_name"],
     version=cfg["version"],
     description=cfg["description"],

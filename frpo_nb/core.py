@@ -27,10 +27,24 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['SETTINGS', 'METHODS', 'SCALE_REWARDS', 'STAGES', 'RESERVED_PARAMS', 'VERSIONED_PACKAGES', 'ConfigError', 'MethodSpec',
-           'RegimeSpec', 'Templates', 'ExperimentConfig', 'check_config', 'config_from_dict', 'find_repo_root',
-           'load_config', 'seed_everything', 'Runtime', 'runtime_for', 'choose_runtime', 'trainer_device_args',
-           'package_versions', 'git_state', 'write_json_atomic', 'jsonable', 'append_jsonl', 'read_jsonl']
+__all__ = ['SHIPPED', 'SETTINGS', 'METHODS', 'SCALE_REWARDS', 'STAGES', 'RESERVED_PARAMS', 'VERSIONED_PACKAGES', 'shipped',
+           'ConfigError', 'MethodSpec', 'RegimeSpec', 'Templates', 'ExperimentConfig', 'check_config',
+           'config_from_dict', 'find_repo_root', 'load_config', 'seed_everything', 'Runtime', 'runtime_for',
+           'choose_runtime', 'trainer_device_args', 'package_versions', 'git_state', 'write_json_atomic', 'jsonable',
+           'append_jsonl', 'read_jsonl']
+
+# %% ../nbs/00_core.ipynb #63777759
+SHIPPED = {"experiments": "nbs/experiments", "figures": "nbs/figures", "data": "data"}
+
+
+def shipped(name: str) -> Path:
+    "The folder of shipped files `name` (experiments | figures | data): the checkout's own, else the installed copy."
+    if name not in SHIPPED: raise ValueError(f"name must be one of {', '.join(SHIPPED)} (got {name!r})")
+    import frpo_nb
+    package = Path(frpo_nb.__file__).resolve().parent
+    if (package.parent / "settings.ini").is_file(): return package.parent / SHIPPED[name]
+    return package / "_shipped" / name
+
 
 # %% ../nbs/00_core.ipynb #f89bf791
 SETTINGS = ("safety", "math")
@@ -99,7 +113,11 @@ class ExperimentConfig:
     def template(self, stage: str) -> Path | None:
         "Absolute path of `stage`'s template, None when the config has none."
         p = getattr(self.templates, stage)
-        return None if p is None else self.path(p)
+        if p is None: return None
+        own, prefix = self.path(p), SHIPPED["experiments"] + "/"
+        if not own.exists() and p.startswith(prefix) and (shipped("experiments") / p[len(prefix):]).is_file():
+            return shipped("experiments") / p[len(prefix):]   # a copied config outside the repo: the package's template
+        return own
 
     @property
     def results_path(self) -> Path: return self.path(self.results_dir)
@@ -111,7 +129,7 @@ def _kind(v) -> str: return "null" if v is None else type(v).__name__
 def _unknown_key(key, valid, where) -> ConfigError:
     close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
-    return ConfigError(f"{where}: unknown key '{key}'; {hint}")
+    return ConfigError(f"{where + ': ' if where else ''}unknown key '{key}'; {hint}")
 
 
 def _coerce(value, tp, where: str):
@@ -252,6 +270,8 @@ def find_repo_root(start: str | Path) -> Path | None:
 def load_config(path: str | Path) -> ExperimentConfig:
     "Read, build and check the experiment config at `path`; errors name the file and the field."
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file: pass a YAML file, e.g. configs/tiny-demo.yaml")
     if not path.is_file(): raise ConfigError(f"config file {path} does not exist")
     try:
         data = yaml.load(path.read_text(), Loader=_StrictLoader)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, NamedTuple
 
 import torch
@@ -88,8 +89,9 @@ def clipped_ratio_mean(per_token_logps: torch.Tensor, old_per_token_logps: torch
 # %% ../nbs/01_loss.ipynb #db04d089
 def check_lambda(lamb, name: str = "lamb") -> float:
     "λ as a float, or a `ValueError` naming the field `name` that says what λ must be."
-    try: lamb = float(lamb)
-    except (TypeError, ValueError): raise ValueError(f"{name} must be a positive finite number (got {lamb!r})") from None
+    if isinstance(lamb, (str, bool)) or not isinstance(lamb, numbers.Real):   # "0.5" from a YAML typo is not λ
+        raise ValueError(f"{name} must be a positive finite number (got {lamb!r}, a {type(lamb).__name__})")
+    lamb = float(lamb)
     if not math.isfinite(lamb) or lamb <= 0:
         raise ValueError(f"{name} must be a positive finite number (got {lamb}); large λ approaches GRPO, "
                          "small λ is more robust (the paper uses 0.1 to 10)")

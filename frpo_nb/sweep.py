@@ -10,6 +10,7 @@ import ast
 import difflib
 import fcntl
 import hashlib
+import importlib
 import itertools
 import json
 import logging
@@ -36,14 +37,15 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
-from .core import (STAGES, ConfigError, ExperimentConfig, find_repo_root, git_state,
+from .core import (STAGES, ConfigError, ExperimentConfig, find_repo_root, git_state, shipped,
                           load_config, package_versions, write_json_atomic)
 from .runfolder import ERROR, RESULT, read_metrics, run_state
 
 # %% auto #0
-__all__ = ['Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates', 'injected_parameters',
-           'execute_notebook', 'execute_job', 'plan_runs', 'SweepBusy', 'sweep_lock', 'sweep_running', 'worker_context',
-           'SweepSummary', 'run_sweep', 'sweep_status', 'format_status', 'run_figures', 'main']
+__all__ = ['Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates', 'template_choices',
+           'check_run_values', 'injected_parameters', 'execute_notebook', 'execute_job', 'plan_runs', 'SweepBusy',
+           'sweep_lock', 'sweep_running', 'worker_context', 'check_results_dir', 'SweepSummary', 'run_sweep',
+           'sweep_status', 'format_status', 'run_figures', 'main']
 
 # %% ../nbs/09_sweep.ipynb #8eb4281d
 @dataclass
@@ -141,6 +143,68 @@ def check_templates(cfg: ExperimentConfig, jobs: list[Job]) -> None:
         have = ", ".join(KernelSpecManager().find_kernel_specs()) or "none"
         raise ConfigError(f"kernel: no Jupyter kernel named {cfg.kernel!r} (installed: {have}); install one with "
                           f"`python -m ipykernel install --user --name {cfg.kernel}`") from None
+
+# %% ../nbs/09_sweep.ipynb #37a683c9
+_ONE_OF = re.compile(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=[^#]*#.*?\bone of:?\s+([\w.-]+(?:\s*\|\s*[\w.-]+)*)")
+
+
+def template_choices(path: str | Path) -> dict[str, tuple[tuple, str]]:
+    "Parameters of template `path` whose comment says `# one of a | b` or `# one of module.NAME`: name -> (values, where from)."
+    nb = nbformat.read(Path(path), as_version=4)
+    cell = next((c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    out = {}
+    for line in (cell.source.splitlines() if cell else []):
+        m = _ONE_OF.match(line.strip())
+        if not m: continue
+        name, spec = m.groups()
+        if "|" not in spec and "." in spec:
+            module, attr = spec.rsplit(".", 1)
+            try: values = tuple(getattr(importlib.import_module(module), attr))
+            except (ImportError, AttributeError) as e:
+                raise TemplateError(f"{Path(path).name}: parameter {name} says 'one of {spec}', which cannot be "
+                                    f"imported ({e}); fix the comment") from None
+            out[name] = (values, spec)
+        else: out[name] = (tuple(v.strip() for v in spec.split("|")), "the template")
+    return out
+
+
+# %% ../nbs/09_sweep.ipynb #4d4ca1a6
+def _same_kind(value, default) -> bool:
+    "Whether a config value fits a template default's type (any number for a number; None and expressions fit anything)."
+    if default is None or isinstance(default, str) and not isinstance(value, str) and default != default.strip("'\""): return True
+    if isinstance(default, bool): return isinstance(value, bool)
+    if isinstance(default, (int, float)): return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def _where(cfg: ExperimentConfig, name: str, value) -> str:
+    "The config field a run's value `name` came from."
+    if name == "model": return f"models[{cfg.models.index(value)}]"
+    if name == "regime": return f"regimes[{[r.name for r in cfg.regimes].index(value)}]"
+    return name
+
+
+def check_run_values(cfg: ExperimentConfig, jobs: list[Job]) -> None:
+    "Fail before anything runs when a run's value is not one its template accepts, or a config value has the wrong type."
+    for stage in STAGES:
+        stage_jobs = [j for j in jobs if j.kind == stage]
+        if not stage_jobs: continue
+        path, declared = cfg.template(stage), template_parameters(cfg.template(stage))
+        for name, (values, source) in template_choices(path).items():
+            for value in dict.fromkeys(j.params.get(name) for j in stage_jobs if name in j.params):
+                if value not in values:
+                    close = difflib.get_close_matches(str(value), [str(v) for v in values], n=1, cutoff=0.6)
+                    raise ConfigError(f"{_where(cfg, name, value)}: {value!r} is not a {name} {path.name} knows (one of "
+                                      f"{', '.join(map(str, values))}, from {source})"
+                                      + (f"; did you mean '{close[0]}'?" if close else ""))
+        for where, key in _free_keys(cfg, stage):
+            value = dict(getattr(cfg, stage))
+            for j in stage_jobs:
+                if key in j.params: value = j.params[key]; break
+            if key in declared and not _same_kind(value, declared[key]):
+                raise ConfigError(f"{where}.{key} is {value!r} ({type(value).__name__}) but {path.name} expects a "
+                                  f"{type(declared[key]).__name__} like its default {declared[key]!r}; fix the value's type")
+
 
 # %% ../nbs/09_sweep.ipynb #fd188113
 def injected_parameters(job: Job, results_dir: Path) -> dict:
@@ -331,6 +395,17 @@ def _execute(todo: list[Job], states: dict, workers: int, kwargs: dict):
             keep.close()
 
 
+# %% ../nbs/09_sweep.ipynb #2001f9e5
+def check_results_dir(results: Path, where: str = "results_dir") -> Path:
+    "`results` if it is a folder or can become one; a `ConfigError` naming `where` when a file is in the way."
+    for p in (results, *results.parents):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"{where}: {results} cannot be a results folder: {p} is a file; choose another folder "
+                              "(--results DIR or the config's results_dir)")
+        if p.exists(): break
+    return results
+
+
 # %% ../nbs/09_sweep.ipynb #bb9307fc
 @dataclass
 class SweepSummary:
@@ -364,9 +439,10 @@ def run_sweep(cfg: ExperimentConfig, workers: int = 1, retry_failed: bool = Fals
               results_dir: str | Path | None = None, progress: bool = True) -> SweepSummary:
     "Run every unfinished run of `cfg`; finished runs are skipped, failed ones kept unless `retry_failed`."
     if workers < 1: raise ValueError(f"workers must be >= 1, got {workers}")
-    results_dir = Path(results_dir or cfg.results_path).resolve()
+    results_dir = check_results_dir(Path(results_dir or cfg.results_path).resolve())
     jobs = expand_grid(cfg)
     check_templates(cfg, jobs)
+    check_run_values(cfg, jobs)
     results_dir.mkdir(parents=True, exist_ok=True)
     with sweep_lock(results_dir):
         plan = plan_runs(jobs, results_dir, retry_failed)
@@ -458,7 +534,7 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("run", help="sweep CONFIG, then rebuild the figures", description=
                         "Run every unfinished run of CONFIG, then execute the figure notebooks in nbs/figures/.")
     sweep_opts(rp)
-    rp.add_argument("--figures", metavar="DIR", help="where figures and tables go (default: figures/ of the repo)")
+    rp.add_argument("--figures", metavar="DIR", help="where figures and tables go (default: <results>/figures)")
     sp = sub.add_parser("sweep", help="run every unfinished run of CONFIG", description=
                         "Run every unfinished run of CONFIG; finished runs are skipped, so rerunning resumes.")
     sweep_opts(sp)
@@ -466,8 +542,8 @@ def _parser() -> argparse.ArgumentParser:
     fp = sub.add_parser("figures", help="execute the figure notebooks on a results folder", description=
                         "Execute every notebook in nbs/figures/ with papermill (parameter results_dir).")
     fp.add_argument("--results", metavar="DIR", help="results folder (default: results/ of the repo)")
-    fp.add_argument("--figures", metavar="DIR", help="where figures and tables go (default: figures/ of the repo)")
-    fp.add_argument("--notebooks", metavar="DIR", help="figure notebooks (default: nbs/figures/ of the repo)")
+    fp.add_argument("--figures", metavar="DIR", help="where figures and tables go (default: <results>/figures; the study's committed figures: --figures figures, as make figures does)")
+    fp.add_argument("--notebooks", metavar="DIR", help="figure notebooks (default: nbs/figures/ of the repo, else the package's)")
     fp.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     stp = sub.add_parser("status", help="table of the runs of CONFIG", description=
                          "One line per run of CONFIG: done / failed / blocked / running / incomplete / pending, with metrics.")
@@ -477,22 +553,41 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _has_results(results: Path) -> bool:
+    "Whether any finished run (a result.json) lies below `results`."
+    return any(results.rglob(RESULT))
+
+
+def _figure_notebooks(root: Path | None) -> Path:
+    "The figure notebooks: the repository's `nbs/figures` around `root`, else the installed package's."
+    repo = find_repo_root(root) if root else None
+    return repo / "nbs" / "figures" if repo and (repo / "nbs" / "figures").is_dir() else shipped("figures")
+
+
 def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True, figures_dir=None) -> int:
-    if not any(notebooks.glob("*.ipynb")):
-        print(f"no figure notebooks in {notebooks}; nothing to do")
-        return 0
+    "Rebuild the figures of `results` into `figures_dir` (default `<results>/figures`); exit status."
+    check_results_dir(results, "--results")
+    if not results.is_dir() or not _has_results(results):
+        raise ConfigError(f"--results: {results} {'holds no finished run' if results.is_dir() else 'does not exist'}; "
+                          "run a sweep first (frpo-nb run CONFIG, make demo or make study) or pass the folder that holds "
+                          "its runs with --results DIR")
+    if not any(notebooks.glob("*.ipynb")): raise ConfigError(f"--notebooks: no figure notebooks in {notebooks}")
+    figures_dir = Path(figures_dir).resolve() if figures_dir else results / "figures"
     status = run_figures(results, notebooks, kernel, progress, figures_dir)
     for name, s in status.items(): print(f"  {'ok    ' if s == 'done' else 'FAILED'} {name}" + ("" if s == "done" else f": {s}"))
-    print(f"figures: {sum(s == 'done' for s in status.values())}/{len(status)} notebooks done; executed copies in {results / '_figures'}")
+    print(f"figures: {sum(s == 'done' for s in status.values())}/{len(status)} notebooks done, written to {figures_dir}; "
+          f"executed copies in {results / '_figures'}")
     return 0 if all(s == "done" for s in status.values()) else 1
 
 
 def _cmd_sweep(a, figures: bool = False) -> int:
     cfg = load_config(a.config)
-    results = Path(a.results).resolve() if a.results else cfg.results_path
+    results = check_results_dir(Path(a.results).resolve() if a.results else cfg.results_path,
+                                "--results" if a.results else f"{a.config}: results_dir")
     if getattr(a, "dry_run", False):
         jobs = expand_grid(cfg)
         check_templates(cfg, jobs)
+        check_run_values(cfg, jobs)
         plan = plan_runs(jobs, results, a.retry_failed)
         for j in jobs: print(f"{plan[j.run_id]:8} {j.kind:9} {j.run_id}")
         print(f"{len(jobs)} runs: " + ", ".join(f"{n} {k}" for k, n in Counter(plan.values()).items()) + f"  [{results}]")
@@ -500,21 +595,30 @@ def _cmd_sweep(a, figures: bool = False) -> int:
     summary = run_sweep(cfg, a.workers, a.retry_failed, results, progress=not a.no_progress)
     print(summary)
     rc = 0 if summary.ok else 1
-    if figures: rc = max(rc, _figures(results, cfg.root / "nbs" / "figures", cfg.kernel, not a.no_progress, a.figures))
+    if figures and _has_results(results):
+        rc = max(rc, _figures(results, _figure_notebooks(cfg.root), cfg.kernel, not a.no_progress, a.figures))
     return rc
 
 
 def _cmd_figures(a) -> int:
     repo = find_repo_root(Path.cwd()) or Path.cwd()
     results = Path(a.results).resolve() if a.results else repo / "results"
-    return _figures(results, Path(a.notebooks) if a.notebooks else repo / "nbs" / "figures", a.kernel,
+    return _figures(results, Path(a.notebooks) if a.notebooks else _figure_notebooks(Path.cwd()), a.kernel,
                     figures_dir=a.figures)
 
 
 def _cmd_status(a) -> int:
     cfg = load_config(a.config)
-    rows = sweep_status(cfg, Path(a.results) if a.results else None)
-    print(format_status(rows, a.metrics.split(",") if a.metrics else None))
+    results = check_results_dir(Path(a.results).resolve() if a.results else cfg.results_path,
+                                "--results" if a.results else f"{a.config}: results_dir")
+    if not results.exists(): print(f"note: {results} does not exist yet: no run of this config has started", file=sys.stderr)
+    rows = sweep_status(cfg, results)
+    metrics = a.metrics.split(",") if a.metrics else None
+    known = {k for r in rows for k in r["metrics"]}
+    missing = [m for m in metrics or [] if m not in known]
+    if missing and known:
+        raise ConfigError(f"--metrics: {', '.join(missing)} in no finished run; the runs report {', '.join(sorted(known))}")
+    print(format_status(rows, metrics))
     return 0
 
 

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import re
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -18,9 +20,9 @@ from .core import jsonable
 from .loss import check_lambda, frpo_loss, robust_value
 
 # %% auto #0
-__all__ = ['FRPO_DEFAULTS', 'FRPO_UNSUPPORTED', 'METHODS', 'LOGP_BATCH_ARGS', 'LOCAL_METRICS', 'FRPOConfig', 'check_frpo_options',
-           'effective_config', 'loss_args', 'completion_group_ids', 'group_contiguous_order', 'permute_rows',
-           'concat_micro_batches', 'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer']
+__all__ = ['FRPO_DEFAULTS', 'FRPO_UNSUPPORTED', 'LOSS_TYPES', 'METHODS', 'LOGP_BATCH_ARGS', 'LOCAL_METRICS', 'FRPOConfig',
+           'check_frpo_options', 'effective_config', 'loss_args', 'completion_group_ids', 'group_contiguous_order',
+           'permute_rows', 'concat_micro_batches', 'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer']
 
 # %% ../nbs/03_trainer.ipynb #880d724a
 FRPO_DEFAULTS = {  # GRPOConfig options left unset (None) by FRPOConfig -> (value for 'frpo', TRL's default)
@@ -43,6 +45,17 @@ FRPO_UNSUPPORTED = {  # option name -> (is it set?, why FRPO rejects it)
 }
 
 
+def _trl_loss_types() -> tuple[str, ...]:
+    "The loss types this TRL version's GRPOConfig documents ('Supported values are 'grpo', 'dr_grpo', ...')."
+    help_ = next(f for f in dataclasses.fields(GRPOConfig) if f.name == "loss_type").metadata.get("help", "")
+    supported = re.search(r"Supported values are (.*?)\.\s", help_)
+    if supported is None: raise RuntimeError("TRL's GRPOConfig.loss_type help no longer lists its values: update _trl_loss_types")
+    return tuple(re.findall(r"'(\w+)'", supported.group(1)))
+
+
+LOSS_TYPES = ("frpo", *_trl_loss_types())
+
+
 @dataclass
 class FRPOConfig(GRPOConfig):
     r"""`GRPOConfig` plus FRPO's parameters (the loss of `01_loss`). With `loss_type="frpo"` (the default) the trainer minimises
@@ -63,6 +76,10 @@ class FRPOConfig(GRPOConfig):
         "help": "Subtract the mean clipped ratio of each group (a zero-mean baseline; the paper's --baseline)."})
 
     def __post_init__(self):
+        if self.loss_type not in LOSS_TYPES:
+            close = difflib.get_close_matches(str(self.loss_type), LOSS_TYPES, n=1)
+            raise ValueError(f"loss_type={self.loss_type!r} is not a loss type: use one of {', '.join(LOSS_TYPES)}"
+                             + (f" (did you mean {close[0]!r}?)" if close else ""))
         frpo = self.loss_type == "frpo"
         for name, (frpo_default, trl_default) in FRPO_DEFAULTS.items():
             if getattr(self, name) is None: setattr(self, name, frpo_default if frpo else trl_default)
