@@ -17,8 +17,9 @@ from transformers import TrainerCallback
 
 from .core import append_jsonl, trainer_device_args
 from .data import tiny_code, tiny_gsm8k, tiny_instructions, tiny_math, tiny_safety_prompts, tiny_word_task
-from .rewards import (answers_match, helpfulness_reward, is_refusal, math_correct_reward, math_reward,
-                             safety_reward, word_task_reward)
+from .mathgrade import answers_match
+from .rewards import (helpfulness_reward, is_refusal, math_correct_reward, math_reward, safety_reward,
+                             word_task_reward)
 from .tiny import load_tiny
 
 # %% auto #0

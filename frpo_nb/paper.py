@@ -20,9 +20,9 @@ from .core import find_repo_root, jsonable, read_jsonl, seed_everything, write_j
 from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load_kl_eval_prompts, load_math,
                           load_opencodeinstruct, load_safety_prompts, load_strongreject)
 from .finetune import CurveCallback, kl_to_reference, mean_reward, sample_completions
-from .rewards import (ChatHarmBenchJudge, CombinedJudge, HarmBenchClassifier, Judge, JudgeReward, ModerationJudge,
-                             OpenAIClient, RewardModelJudge, StrongRejectRubricJudge, StrongRejectScorer,
-                             math_correct_reward, math_format_reward, prompt_text)
+from .judges import (ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
+                            StrongRejectRubricJudge, StrongRejectScorer)
+from .rewards import CombinedJudge, Judge, JudgeReward, math_correct_reward, math_format_reward, prompt_text
 from .trainer import FRPOTrainer, effective_config, paper_lora_config, paper_sft_config, paper_trainer_config
 
 # %% auto #0
@@ -147,7 +147,7 @@ def write_standins(folder: str | Path) -> dict[str, str]:
     from transformers import Qwen2Config, Qwen2ForSequenceClassification
 
     from frpo_nb.data import BENIGN_TASKS, HARMFUL_TASKS, REFUSALS, REQUEST_TEMPLATES, helpful_answer, tiny_corpus
-    from frpo_nb.rewards import HARMBENCH_CLS_PROMPT, STRONGREJECT_FINETUNED_TEMPLATE
+    from frpo_nb.judges import HARMBENCH_CLS_PROMPT, STRONGREJECT_FINETUNED_TEMPLATE
     from frpo_nb.tiny import build_tiny, build_tiny_tokenizer, save_tiny
     import torch
     folder = Path(folder)
