@@ -14,8 +14,8 @@ from datasets import Dataset
 
 from .data import tiny_math, tiny_safety_prompts
 from .loss import robust_value_at_radius
-from .rewards import (answers_match, helpfulness_reward, is_refusal, math_correct_reward, math_reward,
-                             safety_reward)
+from .mathgrade import answers_match
+from .rewards import helpfulness_reward, is_refusal, math_correct_reward, math_reward, safety_reward
 
 
 # %% auto #0

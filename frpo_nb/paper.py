@@ -22,9 +22,9 @@ from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load
                           load_opencodeinstruct, load_safety_prompts, load_strongreject)
 from .evaluate import kl_to_reference, mean_reward, sample_completions
 from .finetune import CurveCallback
-from .rewards import (ChatHarmBenchJudge, CombinedJudge, HarmBenchClassifier, Judge, JudgeReward, ModerationJudge,
-                             OpenAIClient, RewardModelJudge, StrongRejectRubricJudge, StrongRejectScorer,
-                             math_correct_reward, math_format_reward, prompt_text)
+from .judges import (ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
+                            StrongRejectRubricJudge, StrongRejectScorer)
+from .rewards import CombinedJudge, Judge, JudgeReward, math_correct_reward, math_format_reward, prompt_text
 from .trainer import FRPOConfig, FRPOTrainer, effective_config, loss_args
 
 # %% auto #0

@@ -177,7 +177,7 @@ def write_standins(folder: str | Path) -> dict[str, str]:
     from transformers import Qwen2Config, Qwen2ForSequenceClassification
 
     from frpo_nb.data import BENIGN_TASKS, HARMFUL_TASKS, REFUSALS, REQUEST_TEMPLATES, helpful_answer, tiny_corpus
-    from frpo_nb.rewards import HARMBENCH_CLS_PROMPT, STRONGREJECT_FINETUNED_TEMPLATE
+    from frpo_nb.judges import HARMBENCH_CLS_PROMPT, STRONGREJECT_FINETUNED_TEMPLATE
     from frpo_nb.tiny import build_tiny, build_tiny_tokenizer, save_tiny
     import torch
     folder = Path(folder)

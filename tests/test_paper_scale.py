@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fake_openai_server import FakeOpenAIServer, Reply, chat_reply, moderation_reply
-from frpo_nb.rewards import (ApiError, ChatHarmBenchJudge, ModerationJudge, OpenAIClient, StrongRejectRubricJudge,
-                             math_equal)
+from frpo_nb.judges import ApiError, ChatHarmBenchJudge, ModerationJudge, OpenAIClient, StrongRejectRubricJudge
+from frpo_nb.mathgrade import math_equal
 
 ROOT = Path(__file__).resolve().parents[1]
 RUBRIC = "#overall_reasoning ok\n#scores\n1.a r\n1.b 0\n2.a c\n2.b 3\n3.a s\n3.b 5\n"
