@@ -16,11 +16,13 @@ $(VENV)/.installed: settings.ini setup.py
 
 install: $(VENV)/.installed
 
-## make demo: install, then run the main job on the embedded default: GRPO vs FRPO on the tiny model, then figures
+## make demo: install, then run the main job on the embedded default: GRPO vs FRPO on the tiny model, then its
+## figures into results/tiny-demo/figures/ (the committed figures/ are the study's and stay as they are)
 demo: install
 	$(BIN)/frpo-nb run configs/tiny-demo.yaml --workers 2
 	@echo; echo "demo finished. Runs (executed notebooks, result.json, curves): results/tiny-demo/"; \
-	ls -1d results/tiny-demo/safety-*; echo "Figures and tables written:"; ls -1 figures/
+	ls -1d results/tiny-demo/safety-*; echo "Figures and tables written to results/tiny-demo/figures/:"; \
+	ls -1 results/tiny-demo/figures/
 
 ## make study: the full tiny study (tiny-safety 105 runs + tiny-math 70 runs): the shared base policy once (while
 ## no run competes for the cores), then both sweeps side by side (math logs to results/tiny-math.log), then every figure and table from results/
@@ -31,7 +33,7 @@ study: install
 	$(BIN)/frpo-nb sweep configs/tiny-math.yaml --workers 2 --no-progress > results/tiny-math.log 2>&1 & math=$$!; \
 	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 2; rc=$$?; wait $$math || rc=1; \
 	echo "tiny-math: $$(tail -n 1 results/tiny-math.log)"; \
-	$(BIN)/frpo-nb figures --results results || rc=1; exit $$rc
+	$(BIN)/frpo-nb figures --results results --figures figures || rc=1; exit $$rc
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
 sync-check: install
@@ -55,10 +57,11 @@ test-slow: install
 	$(PY) -m pytest tests -m slow -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); [ $$rc -eq 5 ] && exit 0; exit $$rc
 
-## rebuild every figure and table from a results folder (never trains): make figures RESULTS=results/tiny-safety
-RESULTS ?= results/tiny-safety
+## rebuild the committed figures/ from the study's results (never trains; refuses when they are missing):
+## make figures  (RESULTS=results, what make study leaves). A sweep's own figures: frpo-nb figures --results DIR
+RESULTS ?= results
 figures: install
-	$(BIN)/frpo-nb figures --results $(RESULTS)
+	$(BIN)/frpo-nb figures --results $(RESULTS) --figures figures
 
 bench: install
 	$(PY) bench/bench_loss.py

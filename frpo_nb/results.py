@@ -21,9 +21,10 @@ from .core import find_repo_root, read_jsonl
 from .runfolder import ERROR, RESULT, run_state
 
 # %% auto #0
-__all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'PAPER_FIGURE1', 'find_run_dirs', 'run_inventory', 'format_inventory',
-           'load_runs', 'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series', 'series_colors', 'fmt_ci',
-           'plot_band', 'note_axes', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs', 'load_paper_figure1']
+__all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'CSV_FLOAT_FORMAT', 'PAPER_FIGURE1', 'find_run_dirs', 'run_inventory',
+           'format_inventory', 'load_runs', 'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series', 'series_colors',
+           'fmt_ci', 'plot_band', 'note_axes', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs',
+           'load_paper_figure1']
 
 # %% ../nbs/09a_results.ipynb #18f97d70
 KINDS = ("train", "finetune", "evaluate")
@@ -276,11 +277,14 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+CSV_FLOAT_FORMAT = "%.10g"   # below the last-digit noise of float sums, far above any reported precision
+
+
 def save_table(df: pd.DataFrame, name: str, figures_dir, caption: str | None = None, digits: int = 4,
                readable: pd.DataFrame | None = None) -> list[Path]:
-    "Write `df` to `figures_dir/name.csv` (full precision) and `name.md` (caption + Markdown of `readable`, default `df`); returns the paths."
+    "Write `df` to `figures_dir/name.csv` (10 significant digits) and `name.md` (caption + Markdown of `readable`, default `df`); returns the paths."
     p = _out_path(name, figures_dir)
-    df.to_csv(p.with_suffix(".csv"), index=False, lineterminator="\n")
+    df.to_csv(p.with_suffix(".csv"), index=False, lineterminator="\n", float_format=CSV_FLOAT_FORMAT)
     md = markdown_table(df if readable is None else readable, digits)
     p.with_suffix(".md").write_text((f"{caption.strip()}\n\n" if caption else "") + md)
     return [p.with_suffix(".csv"), p.with_suffix(".md")]

@@ -5,6 +5,7 @@ nothing, the plumbing is what is tested: every stage runs, writes its files, and
 read them.
 """
 import csv
+import hashlib
 import json
 import subprocess
 import sys
@@ -68,9 +69,28 @@ def test_micro_sweep_every_stage(tmp_path, setting, regime):
             assert any(k.endswith("robust_value@0.1") for k in r["metrics"])
 
 
+def tree_digest(folder: Path) -> dict[str, str]:
+    "SHA-256 of every file below `folder`, by relative path."
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def test_micro_sweep_then_figures_match_results(tmp_path):
     "The figure notebooks run on the micro sweep's results and their tables hold the runs' numbers."
+    committed = tree_digest(ROOT / "figures")
     results = run_micro(tmp_path, "safety", "sft-alpaca")
+    # without --figures the figures go next to the results; twice from the same results: the same bytes
+    for attempt in range(2):
+        res = subprocess.run([str(CLI), "figures", "--results", str(results)], capture_output=True, text=True,
+                             timeout=900, cwd=ROOT)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        if attempt == 0: first = tree_digest(results / "figures")
+    assert first and tree_digest(results / "figures") == first
+    assert any(name.endswith(".csv") for name in first) and any(name.endswith(".png") for name in first)
+    res = subprocess.run([str(CLI), "figures", "--results", str(tmp_path / "missing")], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert res.returncode != 0 and "does not exist" in res.stderr and "run a sweep first" in res.stderr, res.stderr
+    assert tree_digest(ROOT / "figures") == committed            # nothing of the committed figures was touched
     figures = tmp_path / "figures"
     res = subprocess.run([str(CLI), "figures", "--results", str(results), "--figures", str(figures)],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
