@@ -169,6 +169,9 @@ def template_choices(path: str | Path) -> dict[str, tuple[tuple, str]]:
 
 
 # %% ../nbs/09_sweep.ipynb #4d4ca1a6
+_KIND_NAMES = {bool: "true or false", int: "a number", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+
+
 def _same_kind(value, default) -> bool:
     "Whether a config value fits a template default's type (any number for a number; None and expressions fit anything)."
     if default is None or isinstance(default, str) and not isinstance(value, str) and default != default.strip("'\""): return True
@@ -202,8 +205,9 @@ def check_run_values(cfg: ExperimentConfig, jobs: list[Job]) -> None:
             for j in stage_jobs:
                 if key in j.params: value = j.params[key]; break
             if key in declared and not _same_kind(value, declared[key]):
-                raise ConfigError(f"{where}.{key} is {value!r} ({type(value).__name__}) but {path.name} expects a "
-                                  f"{type(declared[key]).__name__} like its default {declared[key]!r}; fix the value's type")
+                raise ConfigError(f"{where}.{key} is {value!r} ({type(value).__name__}) but {path.name} expects "
+                                  f"{_KIND_NAMES.get(type(declared[key]), type(declared[key]).__name__)} like its default "
+                                  f"{declared[key]!r}; fix the value's type")
 
 
 # %% ../nbs/09_sweep.ipynb #fd188113
@@ -582,17 +586,19 @@ def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True,
 
 def _cmd_sweep(a, figures: bool = False) -> int:
     cfg = load_config(a.config)
-    results = check_results_dir(Path(a.results).resolve() if a.results else cfg.results_path,
-                                "--results" if a.results else f"{a.config}: results_dir")
-    if getattr(a, "dry_run", False):
-        jobs = expand_grid(cfg)
-        check_templates(cfg, jobs)
-        check_run_values(cfg, jobs)
-        plan = plan_runs(jobs, results, a.retry_failed)
-        for j in jobs: print(f"{plan[j.run_id]:8} {j.kind:9} {j.run_id}")
-        print(f"{len(jobs)} runs: " + ", ".join(f"{n} {k}" for k, n in Counter(plan.values()).items()) + f"  [{results}]")
-        return 0
-    summary = run_sweep(cfg, a.workers, a.retry_failed, results, progress=not a.no_progress)
+    try:
+        results = check_results_dir(Path(a.results).resolve() if a.results else cfg.results_path,
+                                    "--results" if a.results else "results_dir")
+        if getattr(a, "dry_run", False):
+            jobs = expand_grid(cfg)
+            check_templates(cfg, jobs)
+            check_run_values(cfg, jobs)
+            plan = plan_runs(jobs, results, a.retry_failed)
+            for j in jobs: print(f"{plan[j.run_id]:8} {j.kind:9} {j.run_id}")
+            print(f"{len(jobs)} runs: " + ", ".join(f"{n} {k}" for k, n in Counter(plan.values()).items()) + f"  [{results}]")
+            return 0
+        summary = run_sweep(cfg, a.workers, a.retry_failed, results, progress=not a.no_progress)
+    except ConfigError as e: raise type(e)(f"{a.config}: {e}") from None
     print(summary)
     rc = 0 if summary.ok else 1
     if figures and _has_results(results):

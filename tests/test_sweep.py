@@ -260,3 +260,33 @@ def test_figures_and_run(tmp_path, capsys):
     (figs / "fig_broken.ipynb").write_text((figs / "fig_smoke.ipynb").read_text().replace("json.dumps(done)", "json.dumps(undefined_name)"))
     rc, out, _ = run_main(capsys, "figures", "--results", tmp_path / "results", "--notebooks", figs)
     assert rc == 1 and "FAILED fig_broken.ipynb: NameError" in out and "ok     fig_smoke.ipynb" in out
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("field,bad,message", [
+    ("regimes", ["sft-alpacca"], "regimes[0]: 'sft-alpacca' is not a regime finetune.ipynb knows"),
+    ("models", ["tinyy"], "models[0]: 'tinyy' is not a model train.ipynb knows"),
+    ("train", {"max_steps": "60"}, "train.max_steps is '60' (str) but train.ipynb expects a number"),
+    ("seed", [0], "unknown key 'seed'; did you mean 'seeds'?"),
+    ("results_dir", "afile/sub", "is a file; choose another folder"),
+])
+def test_dry_run_names_each_bad_input_of_a_real_config(tmp_path, capsys, field, bad, message):
+    "Typos in the demo config fail at --dry-run, before any run, with the config file, the field and the fix."
+    cfg = yaml.safe_load((ROOT / "configs" / "tiny-demo.yaml").read_text())
+    cfg["templates"] = {k: str(ROOT / v) for k, v in cfg["templates"].items()}
+    cfg["results_dir"] = str(tmp_path / "results")
+    (tmp_path / "afile").write_text("not a folder")
+    cfg[field] = str(tmp_path / bad) if field == "results_dir" else bad
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rc, out, err = run_main(capsys, "sweep", path, "--dry-run")
+    assert rc == 2 and message in err and "typo.yaml" in err, err
+    assert not (tmp_path / "results").exists()
+    if field == "regimes": assert "did you mean 'sft-alpaca'?" in err
+
+
+def test_a_folder_is_not_a_config(capsys):
+    rc, _, err = run_main(capsys, "sweep", ROOT / "configs", "--dry-run")
+    assert rc == 2 and "is a folder, not a config file" in err
