@@ -25,7 +25,9 @@ demo: install
 	ls -1 results/tiny-demo/figures/
 
 ## make study: the full tiny study (tiny-safety 105 runs + tiny-math 70 runs): the shared base policy once (while
-## no run competes for the cores), then both sweeps side by side (math logs to results/tiny-math.log), then every figure and table from results/
+## no run competes for the cores), then both sweeps side by side (math logs to results/tiny-math.log), then the base
+## measured at every seed as the train runs measure their policies (studies/base_vs_rl.py, one process per setting),
+## then every figure and table from results/
 study: install
 	@mkdir -p results/tiny-safety/_bases results/tiny-math/_bases
 	$(PY) -c "from frpo_nb.tiny import tiny_base; print('base policy:', tiny_base('results/tiny-safety/_bases', progress=True))"
@@ -33,6 +35,8 @@ study: install
 	$(BIN)/frpo-nb sweep configs/tiny-math.yaml --workers 2 --no-progress > results/tiny-math.log 2>&1 & math=$$!; \
 	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 2; rc=$$?; wait $$math || rc=1; \
 	echo "tiny-math: $$(tail -n 1 results/tiny-math.log)"; \
+	$(PY) studies/base_vs_rl.py results/tiny-math > results/base-vs-rl-math.log 2>&1 & bm=$$!; \
+	$(PY) studies/base_vs_rl.py results/tiny-safety || rc=1; wait $$bm || rc=1; \
 	$(BIN)/frpo-nb figures --results results --figures figures || rc=1; exit $$rc
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale

@@ -17,14 +17,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .core import find_repo_root, read_jsonl
+from .core import find_repo_root, read_jsonl, write_json_atomic
 from .runfolder import ERROR, RESULT, run_state
 
 # %% auto #0
-__all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'CSV_FLOAT_FORMAT', 'PAPER_FIGURE1', 'find_run_dirs', 'run_inventory',
-           'format_inventory', 'load_runs', 'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series', 'series_colors',
-           'fmt_ci', 'plot_band', 'note_axes', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs',
-           'load_paper_figure1']
+__all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'CSV_FLOAT_FORMAT', 'PAPER_FIGURE1', 'TRAIN_LOG', 'TRAIN_DIAGNOSTICS',
+           'BASE_EVAL', 'BASE_METRICS', 'find_run_dirs', 'run_inventory', 'format_inventory', 'load_runs',
+           'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series', 'series_colors', 'fmt_ci', 'plot_band',
+           'note_axes', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs', 'load_paper_figure1',
+           'load_train_logs', 'run_diagnostics', 'train_diagnostics', 'base_eval_path', 'write_base_eval',
+           'load_base_evals', 'base_vs_rl']
 
 # %% ../nbs/09a_results.ipynb #18f97d70
 KINDS = ("train", "finetune", "evaluate")
@@ -312,3 +314,121 @@ def load_paper_figure1(root) -> pd.DataFrame:
     if list(df.columns) != ["step", "method", "refusal_rate"] or not df.refusal_rate.between(0, 1).all():
         raise ValueError(f"{path}: expected columns step, method, refusal_rate with rates in [0, 1] (got {list(df.columns)})")
     return df
+
+# %% ../nbs/09a_results.ipynb #d1a90002
+TRAIN_LOG = "train_log.jsonl"
+
+
+def load_train_logs(results_dir, sweeps=None) -> pd.DataFrame:
+    "Every row of every finished train run's `train_log.jsonl` under `results_dir` (of `sweeps`), with the run's record fields and parameters."
+    rows = []
+    for d, rec, sweep in _finished_runs(results_dir, sweeps):
+        if rec.get("kind") != "train" or not (d / TRAIN_LOG).is_file(): continue
+        own = _params_row(d, rec, sweep)
+        rows += [{**own, **r} for r in read_jsonl(d / TRAIN_LOG)]
+    df = _frame(rows, (*_RECORD_COLS, "step"))
+    return df.sort_values(["sweep", "run_id", "step"], ignore_index=True) if len(df) else df
+
+# %% ../nbs/09a_results.ipynb #d1a90005
+TRAIN_DIAGNOSTICS = ("frpo/ess_mean", "frac_reward_zero_std", "reward", "kl")
+
+
+def run_diagnostics(logs: pd.DataFrame, last: int = 3, keys=TRAIN_DIAGNOSTICS) -> pd.DataFrame:
+    "One row per run of `logs` (`load_train_logs`): its identity, the steps and number of its last `last` logged rows, each of `keys` averaged over them (NaN unless all have it)."
+    if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or last < 1:
+        raise ValueError(f"last must be a positive number of logged rows, e.g. 3 (got {last!r})")
+    keys, head = list(keys), ["run_id", "sweep", "run_dir", *IDENTITY]
+    rows = []
+    for _, g in logs.groupby("run_dir", sort=True):
+        tail = g.sort_values("step", kind="stable").tail(last)       # rows of one step keep the log's order
+        row = {c: tail[c].iloc[0] for c in head if c in tail.columns}
+        row |= {"from_step": tail.step.iloc[0], "to_step": tail.step.iloc[-1], "n_logged": len(tail)}
+        rows.append(row | {k: float(tail[k].mean()) if k in tail.columns and tail[k].notna().all() else math.nan for k in keys})
+    return pd.DataFrame(rows, columns=[*head, "from_step", "to_step", "n_logged", *keys])
+
+# %% ../nbs/09a_results.ipynb #d1a90007
+def train_diagnostics(logs: pd.DataFrame, last: int = 3, keys=TRAIN_DIAGNOSTICS, level: float = 0.95) -> pd.DataFrame:
+    "Per setting × series × key of `keys`: `run_diagnostics` averaged over the runs (seeds) with a t-interval at `level`; keys a series never logged are left out."
+    by = ["setting", "group", "series", "method", "lamb"]
+    cols = [*by, "metric", "mean", "lo", "hi", "n", "from_step", "to_step"]
+    per_run = run_diagnostics(logs, last, keys)
+    if per_run.empty: return pd.DataFrame(columns=cols)
+    per_run = add_series(per_run)
+    long = per_run.melt(id_vars=[*by, "from_step", "to_step"], value_vars=list(keys), var_name="metric", value_name="value")
+    steps = long.groupby([*by, "metric"], dropna=False).agg(from_step=("from_step", "min"), to_step=("to_step", "max")).reset_index()
+    table = ci_table(long, [*by, "metric"], "value", level).merge(steps, on=[*by, "metric"])
+    order = {s: i for i, s in enumerate(series_colors(per_run))} | {k: i for i, k in enumerate(keys)}
+    table = table[table.n > 0].sort_values(["setting", "series", "metric"], ignore_index=True,
+                                           key=lambda c: c if c.name == "setting" else c.map(order))
+    return table[cols]
+
+# %% ../nbs/09a_results.ipynb #b45e0002
+BASE_EVAL = "base_eval"     # <sweep folder>/_bases/base_eval/: measurements of the sweep's base policy
+
+
+def base_eval_path(sweep_dir, base, setting: str, seed: int) -> Path:
+    "The file of the measurement of base policy `base` (a path or folder name) in `setting` at `seed`, for the train runs of `sweep_dir`."
+    name = Path(str(base)).name
+    if not name or name in (".", ".."): raise ValueError(f"base must name a base policy folder (got {base!r})")
+    if setting not in SETTING_METRICS: raise ValueError(f"setting must be one of {sorted(SETTING_METRICS)} (got {setting!r})")
+    return Path(sweep_dir) / "_bases" / BASE_EVAL / f"{name}-{setting}-s{int(seed)}.json"
+
+
+def write_base_eval(sweep_dir, base, setting: str, seed: int, metrics: dict, **settings) -> Path:
+    "Write the `metrics` of base policy `base` measured in `setting` at `seed` (with `settings`, e.g. eval_samples) for the train runs of `sweep_dir`; returns the file."
+    path = base_eval_path(sweep_dir, base, setting, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_json_atomic(path, {"base": Path(str(base)).name, "setting": setting, "seed": int(seed),
+                                    "settings": settings, "metrics": metrics})
+
+# %% ../nbs/09a_results.ipynb #b45e0004
+def load_base_evals(results_dir) -> pd.DataFrame:
+    "One row per base measurement (`write_base_eval`) of the sweep folders at or under `results_dir`: sweep_dir, base, setting, seed, its settings, scalar metrics, file."
+    root = Path(results_dir)
+    folders = [root] + sorted({d.parent for d in find_run_dirs(root)} - {root})
+    rows = []
+    for folder in folders:
+        for p in sorted((folder / "_bases" / BASE_EVAL).glob("*.json")):
+            rec = _read_record(p)
+            if rec is None: continue
+            rows.append({"sweep_dir": str(folder), "base": rec.get("base"), "setting": rec.get("setting"), "seed": rec.get("seed"),
+                         **(rec.get("settings") or {}),
+                         **{k: v for k, v in (rec.get("metrics") or {}).items() if not isinstance(v, (dict, list))}, "file": str(p)})
+    df = pd.DataFrame(rows)
+    for c in ("sweep_dir", "base", "setting", "seed", "file"):
+        if c not in df.columns: df[c] = pd.Series(dtype=float if c == "seed" else object)
+    return df.sort_values(["sweep_dir", "base", "setting", "seed"], ignore_index=True) if len(df) else df
+
+# %% ../nbs/09a_results.ipynb #b45e0007
+BASE_METRICS = {"safety": ("helpfulness_reward", "over_refusal_prob", "refusal_greedy", "refusal_prob"),
+                "math": ("math_accuracy", "math_stated_accuracy")}
+
+
+def base_vs_rl(runs: pd.DataFrame, bases: pd.DataFrame, metrics=None, level: float = 0.95) -> pd.DataFrame:
+    "Per setting × series × metric: the train runs of `runs` (`load_runs`) paired by seed with their base's measurement (`load_base_evals`): n pairs, rl_*, base_* and diff_* (run − base) mean, lo, hi."
+    by = ["setting", "group", "series", "method", "lamb", "base"]
+    cols = [*by, "metric", "n", *(f"{p}_{s}" for p in ("rl", "base", "diff") for s in ("mean", "lo", "hi"))]
+    train = runs[runs["kind"].eq("train")] if "kind" in runs.columns else runs
+    if train.empty or bases.empty or "base" not in train.columns: return pd.DataFrame(columns=cols)
+    on = ["_folder", "setting", "base", "_seed"]
+    train = add_series(train).assign(base=[Path(b).name if isinstance(b, str) else None for b in train["base"]],
+                                     _folder=[str(Path(d).parent.resolve()) for d in train.run_dir],
+                                     _seed=train.seed.astype(float))
+    measured = bases.assign(_folder=[str(Path(d).resolve()) for d in bases.sweep_dir], _seed=bases.seed.astype(float))
+    order = {s: i for i, s in enumerate(series_colors(train))}
+    rows = []
+    for setting, s in train.groupby("setting", sort=True):
+        wanted = list(metrics) if metrics is not None else list(BASE_METRICS.get(setting, ()))
+        ms = [m for m in wanted if m in s.columns and m in measured.columns]
+        b = measured[measured.setting == setting][on + ms].drop_duplicates(on, keep="last")
+        pairs = s.merge(b.rename(columns={m: f"base:{m}" for m in ms}), on=on, how="inner")
+        for key, g in sorted(pairs.groupby(by, dropna=False, sort=False), key=lambda kg: (order[kg[0][2]], str(kg[0][5]))):
+            for m in ms:
+                ok = g[m].notna() & g[f"base:{m}"].notna()
+                if not ok.any(): continue
+                rl, base = g.loc[ok, m].astype(float), g.loc[ok, f"base:{m}"].astype(float)
+                row = dict(zip(by, key)) | {"metric": m, "n": int(ok.sum())}
+                for p, v in (("rl", rl), ("base", base), ("diff", rl - base)):
+                    row |= dict(zip((f"{p}_mean", f"{p}_lo", f"{p}_hi"), mean_ci(v, level)[:3]))
+                rows.append(row)
+    return pd.DataFrame(rows, columns=cols)

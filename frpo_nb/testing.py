@@ -5,6 +5,7 @@
 # %% ../nbs/11_testing.ipynb #061df2fe
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -106,10 +107,19 @@ def _synthetic_profile(start: dict, setting: str, method: str, rng) -> dict:
     return out
 
 
+def _synthetic_train_log(run_dir: Path, method: str, metrics: dict, rng) -> None:
+    "Made-up `train_log.jsonl` of a train run, a row every 2 of its 10 steps: reward from train_reward_first to _last, zero-variance share, KL, FRPO's ESS."
+    first, last = metrics["train_reward_first"], metrics["train_reward_last"]
+    rows = [{"step": s, "reward": round(first + (last - first) * s / 10, 6), "frac_reward_zero_std": round(0.2 + 0.6 * rng.random(), 6),
+             "kl": round(0.002 * s * (1 + rng.random()), 6)} | ({"frpo/ess_mean": round(2 + 6 * rng.random(), 6)} if method == "frpo" else {})
+            for s in (2, 4, 6, 8, 10)]
+    (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "grpo", None), ("frpo-lam0.5", "frpo", 0.5)),
                             seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), sweep: str = "synthetic",
-                            evaluate: bool | str = False) -> list[Path]:
-    "Write made-up train + fine-tune (+ evaluate, if `evaluate`; profiles in the train runs, if 'train') runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
+                            evaluate: bool | str = False, train_log: bool = False) -> list[Path]:
+    "Write made-up train + fine-tune (+ evaluate, if `evaluate`; profiles in the train runs, if 'train'; a `train_log.jsonl` per train run, if `train_log`) runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
     if evaluate not in (False, True, "train"): raise ValueError(f"evaluate must be False, True or 'train' (got {evaluate!r})")
     if setting not in SETTING_METRICS: raise ValueError(f"setting must be one of {sorted(SETTING_METRICS)} (got {setting!r})")
     if len(steps) < 2 or steps[0] != 0: raise ValueError(f"steps must start at 0 and have at least two entries (got {steps})")
@@ -128,6 +138,7 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
                    "effective_config": {"beta": ident["beta"]}} | (profile if evaluate == "train" else {})
         write_json_atomic(run_dir / "metrics.json", metrics)
         write_json_atomic(run_dir / RESULT, _record(train_id, "train", {**ident, "max_steps": 10}, metrics, None, sweep, run_dir))
+        if train_log: _synthetic_train_log(run_dir, method, metrics, np.random.default_rng([seed, sum(map(ord, label)), 2]))
         out.append(run_dir)
         for regime in regimes:
             ft_id, loss = f"{train_id}-{regime}", (0.4 if method == "grpo" else 0.15) + 0.05 * rng.random()

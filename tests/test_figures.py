@@ -2,7 +2,8 @@
 
 They must write every figure and table, their CSV numbers must be the ones computed here directly from the
 synthetic run files (curve.jsonl, result.json), and they must not fail when data are missing (no runs at all,
-one method, one seed, no fine-tuning, no math, no evaluate runs). Outputs go to a temporary figures folder, never to figures/.
+one method, one seed, no fine-tuning, no math, no evaluate runs, no train logs, no base measurements). Outputs go to a
+temporary figures folder, never to figures/.
 """
 import json
 import math
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from frpo_nb.results import write_base_eval
 from frpo_nb.testing import write_synthetic_results
 from frpo_nb.sweep import execute_notebook
 
@@ -23,8 +25,11 @@ NOTEBOOKS = {p.stem: p for p in sorted(FIGS.glob("*.ipynb"))}
 FAST_THEORY = {"SEEDS": [0], "STEPS": 20}      # the theory figure's training, shortened
 OUTPUTS = {"fig1_refusal_vs_sft": ["png", "pdf", "csv", "md"], "fig2_reward_vs_kl": ["png", "pdf", "csv", "md"],
            "fig3_lambda_sweep": ["png", "pdf", "csv", "md"], "fig4_math": ["png", "pdf", "csv", "md"],
-           "fig5_robustness": ["png", "pdf", "csv", "md"], "table_degradation": ["csv", "md"], "fig6_theory": []}
-FILES = {**{k: k for k in OUTPUTS}, "fig6_theory": "theory_sharp_vs_flat"}
+           "fig5_robustness": ["png", "pdf", "csv", "md"], "table_degradation": ["csv", "md"], "fig6_theory": [],
+           "table_diagnostics": ["csv", "md"]}
+FILES = {**{k: k for k in OUTPUTS}, "fig6_theory": "theory_sharp_vs_flat", "table_diagnostics": "table_train_diagnostics"}
+BASE = {0: {"helpfulness_reward": 0.9, "over_refusal_prob": 0.01, "refusal_greedy": 0.0, "refusal_prob": 0.45},
+        1: {"helpfulness_reward": 0.8, "over_refusal_prob": 0.03, "refusal_greedy": 0.0, "refusal_prob": 0.50}}   # made up
 
 
 def run_all(results: Path, figures: Path, names=None) -> None:
@@ -55,10 +60,12 @@ def read_runs(results: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def safety(tmp_path_factory):
-    "Two methods × two seeds × one regime, an evaluate run of every train run, every notebook executed on it."
+    """Two methods × two seeds × one regime, an evaluate run and a train log of every train run, the base measured at both
+    seeds, every notebook executed on it."""
     tmp = tmp_path_factory.mktemp("figs")
     results, figures = tmp / "results" / "synthetic", tmp / "figures"
-    write_synthetic_results(results, seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), evaluate=True)
+    write_synthetic_results(results, seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), evaluate=True, train_log=True)
+    for seed, metrics in BASE.items(): write_base_eval(results, "synthetic", "safety", seed, metrics, eval_samples=8)
     run_all(tmp / "results", figures)             # a parent of sweep folders, as `frpo-nb figures` passes
     return results, figures
 
@@ -77,6 +84,7 @@ def test_every_file_is_written(safety):
     for name, exts in OUTPUTS.items():
         for ext in exts: assert (figures / f"{FILES[name]}.{ext}").stat().st_size > 100, (name, ext)
     for ext in ("png", "pdf", "csv", "md"): assert (figures / f"theory_sharp_vs_flat.{ext}").is_file()
+    for ext in ("csv", "md"): assert (figures / f"table_base_vs_rl.{ext}").stat().st_size > 100, ext
     assert (figures / "fig1_refusal_vs_sft.png").stat().st_size > 20_000      # a drawn figure, not a blank one
 
 
@@ -131,6 +139,42 @@ def test_fig2_and_fig3_numbers(safety):
     assert math.isnan(kept.lamb)
     np.testing.assert_allclose(kept["mean"], np.mean([r["metrics"]["refusal_greedy_after"] / r["metrics"]["refusal_greedy_before"]
                                                       for r in ft]), rtol=1e-9)
+
+
+def test_train_diagnostics_table_matches_logs(safety):
+    results, figures = safety
+    table = pd.read_csv(figures / "table_train_diagnostics.csv")
+    train = [r for r in read_runs(results) if r["kind"] == "train"]
+    logs = {r["run_id"]: [json.loads(line) for line in (results / r["run_id"] / "train_log.jsonl").read_text().splitlines()]
+            for r in train}
+    assert len(table) == 3 + 4                     # GRPO logs no ESS: 3 diagnostics; FRPO 4
+    for label in ("grpo", "frpo-lam0.5"):
+        for key in ("frac_reward_zero_std", "reward", "kl") + (("frpo/ess_mean",) if label != "grpo" else ()):
+            per_run = [np.mean([row[key] for row in logs[r["run_id"]][-3:]]) for r in train if r["params"]["method_label"] == label]
+            row = table[(table.series == label) & (table.metric == key)].iloc[0]
+            assert row.n == 2 and (row.from_step, row.to_step) == (6, 10)
+            np.testing.assert_allclose([row["mean"], row.lo, row.hi], t_interval(per_run), rtol=1e-9)
+    assert not ((table.series == "grpo") & (table.metric == "frpo/ess_mean")).any()
+    md = (figures / "table_train_diagnostics.md").read_text()
+    assert "ours" in md and "| grpo |" in md and "6–10" in md
+
+
+def test_base_vs_rl_table_matches_runs(safety):
+    results, figures = safety
+    table = pd.read_csv(figures / "table_base_vs_rl.csv")
+    train = [r for r in read_runs(results) if r["kind"] == "train"]
+    assert len(table) == 2 * 4 and set(table.base) == {"synthetic"}          # 2 series × the 4 safety metrics
+    for label in ("grpo", "frpo-lam0.5"):
+        for metric in ("helpfulness_reward", "refusal_prob"):
+            runs = [r for r in train if r["params"]["method_label"] == label]
+            diffs = [r["metrics"][metric] - BASE[r["seed"]][metric] for r in runs]
+            row = table[(table.series == label) & (table.metric == metric)].iloc[0]
+            assert row.n == 2
+            np.testing.assert_allclose([row.diff_mean, row.diff_lo, row.diff_hi], t_interval(diffs), rtol=1e-9)
+            np.testing.assert_allclose([row.rl_mean, row.base_mean], [np.mean([r["metrics"][metric] for r in runs]),
+                                                                      np.mean([BASE[s][metric] for s in (0, 1)])], rtol=1e-9)
+    md = (figures / "table_base_vs_rl.md").read_text()
+    assert "ours" in md and "paired by seed" in md and "Base policy: synthetic" in md
 
 
 def check_fig5(results: Path, figures: Path, tasks: tuple, x_task: str, drops: tuple, regime: str) -> pd.DataFrame:
@@ -207,11 +251,12 @@ RESULTS_NOTEBOOKS = [n for n in OUTPUTS if n != "fig6_theory"]
 
 def written_files(figures: Path) -> None:
     for name in RESULTS_NOTEBOOKS:
-        for ext in OUTPUTS[name]: assert (figures / f"{name}.{ext}").is_file(), (name, ext)
+        for ext in OUTPUTS[name]: assert (figures / f"{FILES[name]}.{ext}").is_file(), (name, ext)
+    for ext in ("csv", "md"): assert (figures / f"table_base_vs_rl.{ext}").is_file(), ext
 
 
 def test_sparse_results(tmp_path):
-    "GRPO only, one seed, no fine-tuning, no evaluate runs: every notebook runs and writes its files."
+    "GRPO only, one seed, no fine-tuning, no evaluate runs, no train log, no base measurement: every notebook runs and writes its files."
     results, figures = tmp_path / "sparse", tmp_path / "figures"
     write_synthetic_results(results, methods=[("grpo", "grpo", None)], seeds=(0,), regimes=())
     run_all(results, figures, RESULTS_NOTEBOOKS)
@@ -222,6 +267,9 @@ def test_sparse_results(tmp_path):
     assert pd.read_csv(figures / "table_degradation.csv").empty
     assert pd.read_csv(figures / "fig5_robustness.csv").empty
     assert "no robustness profiles" in (figures / "fig5_robustness.md").read_text()
+    assert pd.read_csv(figures / "table_train_diagnostics.csv").empty
+    assert pd.read_csv(figures / "table_base_vs_rl.csv").empty
+    assert "not measured" in (figures / "table_base_vs_rl.md").read_text()
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """One-seed probe of math RL on the tiny base: does GRPO/FRPO raise held-out greedy accuracy?
 
-    .venv/bin/python bench/math_rl_probe.py --boxed-rate 0.4 --steps 100 --lr 1e-4 --batch 32 \
-        [--method frpo --lamb 0.5] [--temperature 1.0] [--seed 0] [--out bench/math_probes.jsonl]
+    .venv/bin/python studies/math_rl_probe.py --boxed-rate 0.4 --steps 100 --lr 1e-4 --batch 32 \
+        [--method frpo --lamb 0.5] [--temperature 1.0] [--seed 0] [--out studies/math_probes.jsonl]
 
 `--boxed-rate R` builds (once, cached in `--cache`) the default base with `WarmUp(boxed_rate=R)`; `--base DIR`
 takes any saved tiny policy instead.

@@ -1,7 +1,7 @@
 """One-seed probe of safety RL on the tiny base: refusal and helpfulness on held-out prompts after RL.
 
-    .venv/bin/python bench/safety_rl_probe.py --base DIR [--method frpo --lamb 0.2 --beta 0.005] \
-        [--steps 60 --lr 3e-4 --batch 32 --generations 8] [--normal-copies 1] [--seed 0] [--out bench/safety_probes.jsonl]
+    .venv/bin/python studies/safety_rl_probe.py --base DIR [--method frpo --lamb 0.2 --beta 0.005] \
+        [--steps 60 --lr 3e-4 --batch 32 --generations 8] [--normal-copies 1] [--seed 0] [--out studies/safety_probes.jsonl]
 
 Prints (and appends to --out) one JSON line: settings, train seconds, `evaluate_policy` on the held-out safety
 prompts before and after RL (the study's metrics, `--eval-samples` samples per prompt), and how the sampled answers

@@ -1,7 +1,7 @@
 """Probe a downstream regime's learning rate on RL checkpoints before a study (tune the regime, not the metric).
 
-    .venv/bin/python bench/finetune_lr_probe.py --setting math --regime sft-code --lr 1e-4 \
-        results/tiny-math/math-tiny-grpo-s0-*/policy [more policies] [--out bench/finetune_probes.jsonl]
+    .venv/bin/python studies/finetune_lr_probe.py --setting math --regime sft-code --lr 1e-4 \
+        results/tiny-math/math-tiny-grpo-s0-*/policy [more policies] [--out studies/finetune_probes.jsonl]
 
 For each policy: `frpo_nb.finetune.finetune` with the study's settings (60 steps, curve every 20), printing and
 appending one JSON line: policy, regime, lr, and the curve (step, the setting's metrics, KL to the start).
