@@ -4,13 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
+# elsewhere than this project's machines, take the CPU build: make install TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_INDEX ?=
 JUNIT := .pytest-junit.xml
 
 .PHONY: install demo study test test-slow sync-check readme bench figures clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q $(TORCH) $(TORCH_INDEX)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 

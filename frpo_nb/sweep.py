@@ -132,7 +132,11 @@ def check_templates(cfg: ExperimentConfig, jobs: list[Job]) -> None:
         if not any(j.kind == stage for j in jobs): continue
         path = cfg.template(stage)
         try: declared = template_parameters(path)
-        except TemplateError as e: raise TemplateError(f"templates.{stage}: {e}") from None
+        except TemplateError as e:
+            hint = ("; relative template paths start at the repository holding the config (the folder with settings.ini), "
+                    "else at the config's own folder, and nbs/experiments/<name>.ipynb also finds the package's own "
+                    "templates" if not path.exists() else "")
+            raise TemplateError(f"templates.{stage}: {e}{hint}") from None
         for where, key in _free_keys(cfg, stage):
             if key not in declared:
                 close = difflib.get_close_matches(key, list(declared), n=1, cutoff=0.6)
@@ -173,11 +177,32 @@ _KIND_NAMES = {bool: "true or false", int: "a number", float: "a number", str: "
 
 
 def _same_kind(value, default) -> bool:
-    "Whether a config value fits a template default's type (any number for a number; None and expressions fit anything)."
-    if default is None or isinstance(default, str) and not isinstance(value, str) and default != default.strip("'\""): return True
+    "Whether a config value fits a literal template default's type (any number for a number; None fits anything)."
+    if default is None: return True
     if isinstance(default, bool): return isinstance(value, bool)
     if isinstance(default, (int, float)): return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, type(default))
+
+
+def _literal_defaults(path: Path) -> dict:
+    "The defaults of `path`'s parameters cell that are literals (an expression's value is not known before the run)."
+    nb = nbformat.read(Path(path), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    out = {}
+    for node in ast.parse(cell.source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        for t in targets:
+            if not isinstance(t, ast.Name) or node.value is None: continue
+            try: out[t.id] = ast.literal_eval(node.value)
+            except ValueError: pass
+    return out
+
+
+def _config_value(cfg: ExperimentConfig, where: str, key: str):
+    "The value the config gives `key` at `where` (a stage, or `methods[i].train` / `regimes[i].finetune`)."
+    if where in STAGES: return getattr(cfg, where)[key]
+    field_, i, stage = re.fullmatch(r"(\w+)\[(\d+)\]\.(\w+)", where).groups()
+    return getattr(getattr(cfg, field_)[int(i)], stage)[key]
 
 
 def _where(cfg: ExperimentConfig, name: str, value) -> str:
@@ -192,7 +217,7 @@ def check_run_values(cfg: ExperimentConfig, jobs: list[Job]) -> None:
     for stage in STAGES:
         stage_jobs = [j for j in jobs if j.kind == stage]
         if not stage_jobs: continue
-        path, declared = cfg.template(stage), template_parameters(cfg.template(stage))
+        path = cfg.template(stage)
         for name, (values, source) in template_choices(path).items():
             for value in dict.fromkeys(j.params.get(name) for j in stage_jobs if name in j.params):
                 if value not in values:
@@ -200,14 +225,13 @@ def check_run_values(cfg: ExperimentConfig, jobs: list[Job]) -> None:
                     raise ConfigError(f"{_where(cfg, name, value)}: {value!r} is not a {name} {path.name} knows (one of "
                                       f"{', '.join(map(str, values))}, from {source})"
                                       + (f"; did you mean '{close[0]}'?" if close else ""))
+        literal = _literal_defaults(path)
         for where, key in _free_keys(cfg, stage):
-            value = dict(getattr(cfg, stage))
-            for j in stage_jobs:
-                if key in j.params: value = j.params[key]; break
-            if key in declared and not _same_kind(value, declared[key]):
+            value = _config_value(cfg, where, key)
+            if key in literal and not _same_kind(value, literal[key]):
                 raise ConfigError(f"{where}.{key} is {value!r} ({type(value).__name__}) but {path.name} expects "
-                                  f"{_KIND_NAMES.get(type(declared[key]), type(declared[key]).__name__)} like its default "
-                                  f"{declared[key]!r}; fix the value's type")
+                                  f"{_KIND_NAMES.get(type(literal[key]), type(literal[key]).__name__)} like its default "
+                                  f"{literal[key]!r}; fix the value's type")
 
 
 # %% ../nbs/09_sweep.ipynb #fd188113
@@ -563,9 +587,10 @@ def _has_results(results: Path) -> bool:
 
 
 def _figure_notebooks(root: Path | None) -> Path:
-    "The figure notebooks: the repository's `nbs/figures` around `root`, else the installed package's."
-    repo = find_repo_root(root) if root else None
-    return repo / "nbs" / "figures" if repo and (repo / "nbs" / "figures").is_dir() else shipped("figures")
+    "The figure notebooks: `nbs/figures` of `root` (a config's root) or of the repository around it, else the package's."
+    for folder in (root, find_repo_root(root) if root else None):
+        if folder and (Path(folder) / "nbs" / "figures").is_dir(): return Path(folder) / "nbs" / "figures"
+    return shipped("figures")
 
 
 def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True, figures_dir=None) -> int:

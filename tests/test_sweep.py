@@ -255,8 +255,8 @@ def test_figures_and_run(tmp_path, capsys):
     assert sorted(json.loads((tmp_path / "results/_figures/smoke.json").read_text())) == sorted(run_ids(cfg))
     assert (tmp_path / "results/_figures/fig_smoke.ipynb").exists()
 
-    rc, out, _ = run_main(capsys, "figures", "--results", tmp_path / "results", "--notebooks", tmp_path / "none")
-    assert rc == 0 and "no figure notebooks" in out
+    rc, _, err = run_main(capsys, "figures", "--results", tmp_path / "results", "--notebooks", tmp_path / "none")
+    assert rc == 2 and "no figure notebooks" in err          # a named folder without notebooks is an error, not "nothing to do"
     (figs / "fig_broken.ipynb").write_text((figs / "fig_smoke.ipynb").read_text().replace("json.dumps(done)", "json.dumps(undefined_name)"))
     rc, out, _ = run_main(capsys, "figures", "--results", tmp_path / "results", "--notebooks", figs)
     assert rc == 1 and "FAILED fig_broken.ipynb: NameError" in out and "ok     fig_smoke.ipynb" in out
