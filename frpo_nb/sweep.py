@@ -36,14 +36,15 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
-from .core import (STAGES, ConfigError, ExperimentConfig, find_repo_root, git_state,
-                          load_config, package_versions, write_json_atomic)
-from .runfolder import ERROR, RESULT, read_metrics, run_state
+from .core import (EXECUTORS, STAGES, ConfigError, ExperimentConfig, find_repo_root, git_state,
+                          load_config, package_versions, parse_gpus, write_json_atomic)
+from .gpus import PORT_ENV, GpuPool, check_fits, environ, preview_gpus, run_gpus
+from .runfolder import ERROR, RESULT, SLURM, clear_run_dir, read_metrics, run_state
 
 # %% auto #0
 __all__ = ['Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates', 'injected_parameters',
            'execute_notebook', 'execute_job', 'plan_runs', 'SweepBusy', 'sweep_lock', 'sweep_running', 'worker_context',
-           'SweepSummary', 'run_sweep', 'sweep_status', 'format_status', 'run_figures', 'main']
+           'SweepSummary', 'run_sweep', 'sweep_status', 'format_status', 'run_figures', 'plan_resources', 'main']
 
 # %% ../nbs/09_sweep.ipynb #8eb4281d
 @dataclass
@@ -174,13 +175,12 @@ def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="millise
 
 
 def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root: str | Path | None = None,
-                config: dict | None = None) -> str:
+                config: dict | None = None, env: dict | None = None) -> str:
     "Execute `job` into `results_dir/<run_id>/`; write result.json (returns 'done') or error.json ('failed')."
     results_dir = Path(results_dir)
     run_dir = results_dir / job.run_id
     if (run_dir / RESULT).exists(): raise RuntimeError(f"{run_dir} is finished; refusing to run it again")
-    if run_dir.exists(): shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    clear_run_dir(run_dir)
     params = injected_parameters(job, results_dir)
     notebook = run_dir / f"{job.kind}.ipynb"
     record = {"run_id": job.run_id, "kind": job.kind, "status": None, "params": params, "defaults": {},
@@ -188,10 +188,13 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
               "config": config or {}, "versions": package_versions(), "git": git_state(root),
               "host": {"name": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count(),
                        "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
+    seen = os.environ | (env or {})
+    record["host"] |= {"cuda_visible_devices": seen.get("CUDA_VISIBLE_DEVICES"), "main_process_port": seen.get(PORT_ENV),
+                       "slurm_job_id": seen.get("SLURM_JOB_ID")}
     started, t0 = _now(), time.perf_counter()
     try:
         record["defaults"] = {k: v for k, v in template_parameters(job.template).items() if k not in params}
-        execute_notebook(job.template, notebook, params, run_dir, kernel)
+        with environ(env): execute_notebook(job.template, notebook, params, run_dir, kernel)
         record |= {"status": "done", "metrics": read_metrics(run_dir)}
     except Exception as e:
         record |= {"status": "failed", "error": _describe(e)}
@@ -199,7 +202,6 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
     record["files"] = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
     write_json_atomic(run_dir / (RESULT if record["status"] == "done" else ERROR), record)
     return record["status"]
-
 
 # %% ../nbs/09_sweep.ipynb #d9ec0f73
 def plan_runs(jobs: list[Job], results_dir: Path, retry_failed: bool = False) -> dict[str, str]:
@@ -294,8 +296,8 @@ def _state_after_exit(job: Job, results_dir: Path, exitcode: int, kwargs: dict) 
 
 
 # %% ../nbs/09_sweep.ipynb #598312c9
-def _execute(todo: list[Job], states: dict, workers: int, kwargs: dict):
-    "Run `todo` (parents first), at most `workers` at a time; yield (job, state) as each finishes or is blocked."
+def _execute(todo: list[Job], states: dict, workers: int, kwargs: dict, pool: GpuPool | None = None):
+    "Run `todo` (parents first), at most `workers` at a time (and when `pool` has their GPUs); yield (job, state) as each finishes or is blocked."
     todo, running = list(todo), {}
     ctx, threads = worker_context() if workers > 1 else None, max(1, (os.cpu_count() or 1) // workers)
     results_dir = Path(kwargs["results_dir"])
@@ -309,27 +311,33 @@ def _execute(todo: list[Job], states: dict, workers: int, kwargs: dict):
                     todo.remove(job); progressed = True
                     yield job, "blocked"
                 elif parent in ("done", "skipped"):
+                    slot = pool.take(run_gpus(job.params)) if pool else None
+                    if pool and slot is None: continue          # its GPUs are busy: the runs behind it may fit
                     todo.remove(job); progressed = True
-                    if workers == 1: yield job, execute_job(job, **kwargs)
+                    kw = kwargs | {"env": slot.env()} if slot else kwargs
+                    if workers == 1:
+                        state = execute_job(job, **kw)
+                        if slot: pool.give(slot)
+                        yield job, state
                     else:
                         lifeline, keep = ctx.Pipe(duplex=False)
-                        proc = ctx.Process(target=_job_process, args=(job, kwargs, lifeline, threads), name=job.run_id)
+                        proc = ctx.Process(target=_job_process, args=(job, kw, lifeline, threads), name=job.run_id)
                         proc.start()
                         lifeline.close()
-                        running[proc.sentinel] = (proc, job, keep)
+                        running[proc.sentinel] = (proc, job, keep, slot)
             if not running:
                 if todo and not progressed: raise RuntimeError(f"cannot schedule {todo[0].run_id}: its parent is not in the grid")
                 continue
             for sentinel in mp.connection.wait(list(running)):
-                proc, job, keep = running.pop(sentinel)
+                proc, job, keep, slot = running.pop(sentinel)
                 proc.join()
                 keep.close()
+                if slot: pool.give(slot)
                 yield job, _state_after_exit(job, results_dir, proc.exitcode, kwargs)
     finally:
-        for proc, _, keep in running.values():
+        for proc, _, keep, _ in running.values():
             _stop(proc)
             keep.close()
-
 
 # %% ../nbs/09_sweep.ipynb #bb9307fc
 @dataclass
@@ -360,13 +368,21 @@ def _error_line(run_dir: Path) -> str:
     return f"{err.get('type')}: {msg[0] if msg else ''}"[:200]
 
 
-def run_sweep(cfg: ExperimentConfig, workers: int = 1, retry_failed: bool = False,
-              results_dir: str | Path | None = None, progress: bool = True) -> SweepSummary:
-    "Run every unfinished run of `cfg`; finished runs are skipped, failed ones kept unless `retry_failed`."
+def run_sweep(cfg: ExperimentConfig, workers: int | None = 1, retry_failed: bool = False,
+              results_dir: str | Path | None = None, progress: bool = True, gpus=None, executor: str | None = None) -> SweepSummary:
+    "Run every unfinished run of `cfg` (on `gpus`, or as Slurm jobs); finished runs are skipped, failed ones kept unless `retry_failed`."
+    if (executor or cfg.executor) == "slurm":
+        if gpus is not None: raise ConfigError("--gpus is for a local sweep; under Slurm each run asks for its num_processes GPUs")
+        from frpo_nb.slurm import run_sweep_slurm
+        return run_sweep_slurm(cfg, retry_failed, results_dir, progress)
+    where = "--gpus" if gpus is not None else f"gpus in {cfg.source or 'the config'}"
+    gpus = parse_gpus(gpus, "--gpus") if gpus is not None else cfg.gpus
+    workers = workers or (len(gpus) if gpus else 1)
     if workers < 1: raise ValueError(f"workers must be >= 1, got {workers}")
     results_dir = Path(results_dir or cfg.results_path).resolve()
     jobs = expand_grid(cfg)
     check_templates(cfg, jobs)
+    if gpus: check_fits(jobs, gpus, where)
     results_dir.mkdir(parents=True, exist_ok=True)
     with sweep_lock(results_dir):
         plan = plan_runs(jobs, results_dir, retry_failed)
@@ -374,7 +390,8 @@ def run_sweep(cfg: ExperimentConfig, workers: int = 1, retry_failed: bool = Fals
         kwargs = dict(results_dir=str(results_dir), kernel=cfg.kernel, root=str(cfg.root),
                       config={"name": cfg.name, "file": str(cfg.source) if cfg.source else None})
         with tqdm(total=len(jobs), initial=len(states), desc=cfg.name, unit="run", disable=not progress) as bar:
-            for job, state in _execute([j for j in jobs if plan[j.run_id] == "run"], states, workers, kwargs):
+            for job, state in _execute([j for j in jobs if plan[j.run_id] == "run"], states, workers, kwargs,
+                                       GpuPool(gpus) if gpus else None):
                 states[job.run_id] = state
                 bar.set_postfix_str(f"{state}: {job.run_id}", refresh=False)
                 bar.update()
@@ -399,6 +416,9 @@ def sweep_status(cfg: ExperimentConfig, results_dir: str | Path | None = None) -
             except (OSError, ValueError): pass
         rows.append({"run_id": j.run_id, "kind": j.kind, "status": s, "wall_s": rec.get("timings", {}).get("wall_s"),
                      "metrics": rec.get("metrics", {}), "error": _error_line(run_dir) if s == "failed" else ""})
+    if any((results_dir / r["run_id"] / SLURM).is_file() for r in rows):
+        from frpo_nb.slurm import slurm_status
+        slurm_status(rows, expand_grid(cfg), results_dir)
     return rows
 
 
@@ -417,7 +437,7 @@ def format_status(rows: list[dict], metrics: list[str] | None = None, max_metric
         lines.append(f"{r['run_id']:{w}}  {r['kind']:8}  {r['status']:10}  {wall:>7}  {shown}")
     n = Counter(r["status"] for r in rows)
     lines.append(f"{len(rows)} runs: " + ", ".join(f"{n[k]} {k}" for k in
-                 ("done", "failed", "blocked", "running", "incomplete", "pending") if n[k]))
+                 ("done", "failed", "timeout", "blocked", "running", "queued", "incomplete", "pending") if n[k]))
     return "\n".join(lines)
 
 # %% ../nbs/09_sweep.ipynb #a0af20dc
@@ -437,6 +457,20 @@ def run_figures(results_dir: str | Path, notebooks_dir: str | Path, kernel: str 
             status[nb.name] = f"{d['type']}: {d['message']}"
     return status
 
+# %% ../nbs/09_sweep.ipynb #91f02d18
+def plan_resources(cfg: ExperimentConfig, jobs: list[Job], plan: dict, executor: str | None = None, gpus=None,
+                   workers: int | None = None) -> dict[str, str]:
+    "run_id -> what a dry run prints after the run: its Slurm request, or its GPUs and port with `gpus`; {} otherwise."
+    if (executor or cfg.executor) == "slurm":
+        from frpo_nb.slurm import preview_slurm
+        return preview_slurm(cfg, jobs, plan)
+    gpus = parse_gpus(gpus, "--gpus") if gpus is not None else cfg.gpus
+    if not gpus: return {}
+    check_fits(jobs, gpus)
+    todo = [j for j in jobs if plan[j.run_id] == "run"]
+    return {rid: f"  wave {w}: gpus {','.join(map(str, s.gpus)) or '-'} port {s.port}"
+            for rid, (w, s) in preview_gpus(todo, gpus, workers).items()}
+
 # %% ../nbs/09_sweep.ipynb #32914948
 def _positive_int(s: str) -> int:
     n = int(s)
@@ -450,7 +484,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def sweep_opts(sp):
         sp.add_argument("config", metavar="CONFIG", help="experiment YAML file (e.g. configs/tiny-safety.yaml)")
-        sp.add_argument("--workers", type=_positive_int, default=1, help="runs at a time, each in its own process (default 1)")
+        sp.add_argument("--workers", type=_positive_int, help="runs at a time, each in its own process (default 1; with --gpus, one per GPU)")
+        sp.add_argument("--gpus", metavar="IDS", help="GPU ids to share out, e.g. 0-7: each run gets its num_processes of them (default: the config's gpus)")
+        sp.add_argument("--executor", choices=EXECUTORS, help="local, or slurm: one Slurm job per run, through submitit (default: the config's executor)")
         sp.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: keep them failed)")
         sp.add_argument("--results", metavar="DIR", help="results folder (default: the config's results_dir)")
         sp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -494,10 +530,11 @@ def _cmd_sweep(a, figures: bool = False) -> int:
         jobs = expand_grid(cfg)
         check_templates(cfg, jobs)
         plan = plan_runs(jobs, results, a.retry_failed)
-        for j in jobs: print(f"{plan[j.run_id]:8} {j.kind:9} {j.run_id}")
+        res = plan_resources(cfg, jobs, plan, a.executor, a.gpus, a.workers)
+        for j in jobs: print(f"{plan[j.run_id]:8} {j.kind:9} {j.run_id}" + res.get(j.run_id, ""))
         print(f"{len(jobs)} runs: " + ", ".join(f"{n} {k}" for k, n in Counter(plan.values()).items()) + f"  [{results}]")
         return 0
-    summary = run_sweep(cfg, a.workers, a.retry_failed, results, progress=not a.no_progress)
+    summary = run_sweep(cfg, a.workers, a.retry_failed, results, progress=not a.no_progress, gpus=a.gpus, executor=a.executor)
     print(summary)
     rc = 0 if summary.ok else 1
     if figures: rc = max(rc, _figures(results, cfg.root / "nbs" / "figures", cfg.kernel, not a.no_progress, a.figures))

@@ -23,12 +23,12 @@ __all__ = ['EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates',
 
 # %% ../nbs/11_testing.ipynb #86ba7e37
 _SMOKE = {
-    "train": ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nfail = False\nsleep_s = 0.0',
+    "train": ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nfail = False\nsleep_s = 0.0\nnum_processes = 1',
               'import time\nfrom pathlib import Path\nfrom frpo_nb.core import write_json_atomic\n'
               'time.sleep(sleep_s)\n'
               'if fail: raise ValueError("smoke template asked to fail (fail=True)")\n'
               'write_json_atomic(Path(run_dir, "metrics.json"), {"value": value, "seed": seed, "lamb": lamb})'),
-    "finetune": ('run_dir = "."\nparent_dir = None\nregime = None\nsteps = 3',
+    "finetune": ('run_dir = "."\nparent_dir = None\nregime = None\nsteps = 3\nnum_processes = 1',
                  'import json\nfrom pathlib import Path\nfrom frpo_nb.core import append_jsonl, write_json_atomic\n'
                  'start = json.loads(Path(parent_dir, "metrics.json").read_text())["value"]\n'
                  'curve = [start * (1 - s / (2 * steps)) for s in range(steps + 1)]\n'

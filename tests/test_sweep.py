@@ -115,7 +115,7 @@ def test_config_errors_run_nothing(tmp_path, capsys):
     cases = {"seed": ("unknown key 'seed'; did you mean 'seeds'?", {"seed": [1]}),
              "lamb": ("methods[0].lamb must be a finite number > 0", {"methods": [{"name": "frpo", "lamb": 0.0, "beta": 0.1}]}),
              "tparam": ("methods[0].train.valu is not a parameter of smoke_train.ipynb (its parameters cell declares "
-                        "run_dir, seed, lamb, value, fail, sleep_s); did you mean 'value'?",
+                        "run_dir, seed, lamb, value, fail, sleep_s, num_processes); did you mean 'value'?",
                         {"methods": [{"name": "frpo", "lamb": 1, "beta": 0.1, "train": {"valu": 3}}]})}
     for name, (msg, over) in cases.items():
         cfg = write_config(tmp_path, name=name, results_dir=f"res-{name}", **over)
