@@ -141,6 +141,9 @@ def test_slurm_time_limit_is_reported_and_retried(slurm, tmp_path, capsys):
     assert main(["sweep", str(cfg), "--no-progress"]) == 1            # without --retry-failed it stays failed
     capsys.readouterr()
     first = json.loads((results / rid / SLURM).read_text())["job_id"]
+    err = json.loads((results / rid / ERROR).read_text())
+    print(f"time limit recorded by {'the run (Slurm warning)' if 'cause' in err['error'] else 'the driver (job state)'}; "
+          f"job {first}: {squeue([first]).get(first, 'purged')}")
     cfg = write_config(tmp_path, "tl", **over, slurm={"time": 5, "signal_delay_s": 30, "poll_s": 1, "cpus": 1, "cpus_per_gpu": 1})
     assert main(["sweep", str(cfg), "--no-progress", "--retry-failed"]) == 0
     assert "1 runs: 1 done" in capsys.readouterr().out
