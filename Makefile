@@ -8,12 +8,12 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 JUNIT := .pytest-junit.xml
 
-.PHONY: install demo study test test-slow sync-check readme bench figures clean
+.PHONY: install demo study test test-slow sync-check readme bench gpu-check figures clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH) $(TORCH_INDEX)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,slurm]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -73,6 +73,13 @@ bench: install
 	$(PY) bench/bench_loss.py
 	$(PY) bench/bench_papermill.py
 	$(PY) bench/bench_trainer.py
+
+## make gpu-check: on one GPU, FRPO vs GRPO with a ~0.5 B Qwen2 built from a config (bf16, no download): step-time
+## ratio, peak memory, generation tokens/s, the loss at G=256 k=8 T=4096; one summary line, a few minutes. Needs only
+## CUDA torch (not this venv): GPU_PYTHON=/path/to/python make gpu-check. CPU smoke test: bench/gpu_check.py --cpu --tiny
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) results _proc _docs *.egg-info $(JUNIT)

@@ -27,11 +27,11 @@ import numpy as np
 import yaml
 
 # %% auto #0
-__all__ = ['SHIPPED', 'SETTINGS', 'METHODS', 'SCALE_REWARDS', 'STAGES', 'RESERVED_PARAMS', 'VERSIONED_PACKAGES', 'shipped',
-           'ConfigError', 'MethodSpec', 'RegimeSpec', 'Templates', 'ExperimentConfig', 'check_config',
-           'config_from_dict', 'find_repo_root', 'load_config', 'seed_everything', 'Runtime', 'runtime_for',
-           'choose_runtime', 'trainer_device_args', 'package_versions', 'git_state', 'write_json_atomic', 'jsonable',
-           'append_jsonl', 'read_jsonl']
+__all__ = ['SHIPPED', 'SETTINGS', 'METHODS', 'SCALE_REWARDS', 'STAGES', 'RESERVED_PARAMS', 'EXECUTORS', 'SBATCH_SET_BY_SWEEP',
+           'VERSIONED_PACKAGES', 'shipped', 'ConfigError', 'MethodSpec', 'RegimeSpec', 'Templates', 'ExperimentConfig',
+           'SlurmSpec', 'parse_gpus', 'minutes', 'check_config', 'config_from_dict', 'find_repo_root', 'load_config',
+           'seed_everything', 'Runtime', 'runtime_for', 'choose_runtime', 'trainer_device_args', 'package_versions',
+           'git_state', 'write_json_atomic', 'jsonable', 'append_jsonl', 'read_jsonl']
 
 # %% ../nbs/00_core.ipynb #63777759
 SHIPPED = {"experiments": "nbs/experiments", "figures": "nbs/figures", "data": "data"}
@@ -103,6 +103,9 @@ class ExperimentConfig:
     results_dir: str = "results"
     kernel: str = "python3"
     description: str = ""
+    gpus: str | int | list[int] | None = None   # GPU ids a local sweep hands out, e.g. "0-7" (frpo-nb sweep --gpus)
+    executor: str = "local"                    # local | slurm (frpo-nb sweep --executor)
+    slurm: SlurmSpec = field(default_factory=lambda: SlurmSpec())  # what each run asks Slurm for
     root: Path = field(default=Path("."), metadata={"internal": True})  # where relative paths start
     source: Path | None = field(default=None, metadata={"internal": True})  # the YAML file, if any
 
@@ -168,6 +171,89 @@ def _build(cls, data, where: str):
     hints = typing.get_type_hints(cls)
     return cls(**{k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()})
 
+# %% ../nbs/00_core.ipynb #37c02ef6
+EXECUTORS = ("local", "slurm")
+SBATCH_SET_BY_SWEEP = ("array", "dependency", "kill-on-invalid-dep", "gpus", "gpus-per-node", "gres", "time",
+                       "job-name", "output", "error", "cpus-per-task", "cpus-per-gpu", "nodes", "ntasks-per-node")
+
+
+@dataclass
+class SlurmSpec:
+    "What `frpo-nb sweep --executor slurm` asks Slurm for: one job per run, with as many GPUs as its `num_processes`."
+    partition: str | None = None     # --partition
+    account: str | None = None       # --account
+    qos: str | None = None           # --qos
+    constraint: str | None = None    # --constraint
+    time: int | str | dict = 1440    # time limit of one run: minutes, "HH:MM:SS", "D-HH:MM:SS", or {stage: limit}
+    array_parallelism: int = 4       # runs of one job array running at once
+    cpus_per_gpu: int = 8            # CPUs per GPU of a run
+    cpus: int = 4                    # CPUs of a run without GPUs
+    mem_per_gpu: str | None = None   # e.g. "120G"; None: the partition's default
+    signal_delay_s: int = 120        # the run is warned this long before its time limit and records the timeout
+    setup: list[str] = field(default_factory=list)   # shell lines before each run
+    sbatch: dict = field(default_factory=dict)        # other sbatch flags
+    logs: str | None = None          # submitit's folder; default <results_dir>/_slurm
+    poll_s: float = 10.0             # how often a waiting sweep looks at its runs
+
+# %% ../nbs/00_core.ipynb #3510635e
+def parse_gpus(spec, where: str = "gpus") -> list[int]:
+    "GPU ids from `0-7`, `0,2,4-5`, `3` or a list of ints: sorted and distinct; ConfigError otherwise."
+    if isinstance(spec, bool) or spec is None or spec == "": ids = None
+    elif isinstance(spec, int): ids = [spec]
+    elif isinstance(spec, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in spec): ids = list(spec)
+    elif isinstance(spec, str) and re.fullmatch(r"\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*", spec):
+        ids = []
+        for part in spec.split(","):
+            a, _, b = part.partition("-")
+            lo, hi = int(a), int(b or a)
+            if hi < lo: ids = None; break
+            ids += range(lo, hi + 1)
+    else: ids = None
+    if not ids or min(ids) < 0:
+        raise ConfigError(f"{where}: {spec!r} is not a list of GPU ids; write a range, a comma list or both, "
+                          "e.g. 0-7 or 0,1,4-7")
+    if len(set(ids)) != len(ids): raise ConfigError(f"{where}: {spec!r} names a GPU twice")
+    return sorted(ids)
+
+
+def minutes(t, where: str = "slurm.time") -> int:
+    "A Slurm time limit in minutes, from minutes (int) or Slurm's `MM`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`."
+    if isinstance(t, int) and not isinstance(t, bool) and t > 0: return t
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", t.strip()) if isinstance(t, str) else None
+    if m:
+        d, a, b, c = (int(x) if x else 0 for x in m.groups())
+        if m.group(1) is not None: total = d * 1440 + a * 60 + b + (c > 0)        # D-HH[:MM[:SS]]
+        elif m.group(4) is not None: total = a * 60 + b + (c > 0)                 # HH:MM:SS
+        elif m.group(3) is not None: total = a + (b > 0)                          # MM:SS
+        else: total = a                                                            # MM
+        if total > 0: return total
+    raise ConfigError(f"{where}: {t!r} is not a time limit; give minutes (e.g. 1440) or Slurm's 'HH:MM:SS' or "
+                      "'D-HH:MM:SS' (e.g. '1-12:00:00')")
+
+
+def _check_resources(cfg: "ExperimentConfig") -> None:
+    "The rules of `gpus`, `executor` and `slurm`; normalises `gpus` to a list of ids."
+    if cfg.executor not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {cfg.executor!r}")
+    if cfg.gpus is not None: cfg.gpus = parse_gpus(cfg.gpus)
+    s = cfg.slurm
+    for key in ("array_parallelism", "cpus_per_gpu", "cpus"):
+        if getattr(s, key) < 1: raise ConfigError(f"slurm.{key} must be >= 1, got {getattr(s, key)}")
+    if s.signal_delay_s < 0: raise ConfigError(f"slurm.signal_delay_s must be >= 0, got {s.signal_delay_s}")
+    if not s.poll_s > 0: raise ConfigError(f"slurm.poll_s must be > 0, got {s.poll_s}")
+    if isinstance(s.time, dict):
+        for k, v in s.time.items():
+            if k not in STAGES: raise ConfigError(f"slurm.time.{k}: not a stage; use {', '.join(STAGES)}")
+            minutes(v, f"slurm.time.{k}")
+    else: minutes(s.time)
+    for k, v in s.sbatch.items():
+        flag = str(k).replace("_", "-")
+        if flag in SBATCH_SET_BY_SWEEP:
+            raise ConfigError(f"slurm.sbatch.{k}: the sweep sets --{flag} itself (per run); remove it"
+                              + (" and use slurm.time" if flag == "time" else ""))
+        if not isinstance(v, (str, int, float, bool)) or v is None:
+            raise ConfigError(f"slurm.sbatch.{k} must be a string, number or true/false, got {v!r}")
+
 # %% ../nbs/00_core.ipynb #9410086a
 def _check_params(params: dict, where: str) -> None:
     for k, v in params.items():
@@ -231,6 +317,7 @@ def check_config(cfg: ExperimentConfig) -> ExperimentConfig:
     for i, s in enumerate(cfg.evaluate_after):
         if s not in ("train", "finetune"): raise ConfigError(f"evaluate_after[{i}] must be train or finetune, got {s!r}")
     if not cfg.kernel: raise ConfigError("kernel must name a Jupyter kernel, e.g. python3")
+    _check_resources(cfg)
     return cfg
 
 

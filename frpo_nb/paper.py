@@ -22,6 +22,7 @@ from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load
                           load_opencodeinstruct, load_safety_prompts, load_strongreject)
 from .evaluate import kl_to_reference, mean_reward, sample_completions
 from .finetune import CurveCallback
+from .gpus import main_process_port
 from .judges import (ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
                             StrongRejectRubricJudge, StrongRejectScorer)
 from .rewards import CombinedJudge, Judge, JudgeReward, math_correct_reward, math_format_reward, prompt_text
@@ -422,10 +423,12 @@ def evaluate_run(params: dict) -> dict:
 STAGE_FUNCTIONS = {"train": train_run, "finetune": finetune_run, "evaluate": evaluate_run}
 
 
-def accelerate_command(stage: str, params_path: str | Path, num_processes: int, accelerate_config: str | Path | None = None) -> list[str]:
+def accelerate_command(stage: str, params_path: str | Path, num_processes: int, accelerate_config: str | Path | None = None,
+                       main_process_port: int | None = None) -> list[str]:
     "The `accelerate launch` command line that runs `stage` of the run in `params_path` on `num_processes` processes."
     if stage not in STAGE_FUNCTIONS: raise ValueError(f"stage must be one of {sorted(STAGE_FUNCTIONS)}, got {stage!r}")
     cmd = ["accelerate", "launch"] + (["--config_file", str(accelerate_config)] if accelerate_config else [])
+    cmd += ["--main_process_port", str(main_process_port)] if main_process_port else []
     return cmd + ["--num_processes", str(num_processes), "-m", "frpo_nb.paper", stage, str(params_path)]
 
 
@@ -436,7 +439,7 @@ def run_stage(stage: str, params: dict, *, log_lines: int = 40) -> dict:
     path = write_json_atomic(run_dir / f"{stage}_params.json", jsonable(params))
     n = int(params.get("num_processes") or 1)
     if n <= 1 or stage == "evaluate": return STAGE_FUNCTIONS[stage](params)
-    cmd = accelerate_command(stage, path, n, params.get("accelerate_config"))
+    cmd = accelerate_command(stage, path, n, params.get("accelerate_config"), main_process_port())
     program = Path(sys.executable).parent / "accelerate"
     if program.exists(): cmd[0] = str(program)
     log = run_dir / f"{stage}_launch.log"

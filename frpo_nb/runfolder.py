@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-
 # %% auto #0
-__all__ = ['RESULT', 'ERROR', 'METRICS', 'run_state', 'ContractError', 'read_metrics']
+__all__ = ['RESULT', 'ERROR', 'METRICS', 'SLURM', 'KEPT', 'run_state', 'ContractError', 'read_metrics', 'clear_run_dir']
 
 # %% ../nbs/00a_runfolder.ipynb #aff586ce
 RESULT, ERROR, METRICS = "result.json", "error.json", "metrics.json"
@@ -41,3 +41,19 @@ def read_metrics(run_dir: Path) -> dict:
     if not isinstance(m, dict): raise ContractError(f"metrics.json must hold a JSON object, got {type(m).__name__}")
     return m
 
+
+# %% ../nbs/00a_runfolder.ipynb #bbe9f84a
+SLURM = "slurm.json"
+KEPT = (SLURM,)   # files that belong to the attempt, not to a result: a new attempt keeps them
+
+
+def clear_run_dir(run_dir: Path) -> Path:
+    "Make `run_dir` an empty folder for a new attempt of its run (created if missing), keeping only `KEPT` files."
+    run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        for p in run_dir.iterdir():
+            if p.name in KEPT: continue
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+            else: p.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir

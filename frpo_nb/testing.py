@@ -19,17 +19,17 @@ from .runfolder import RESULT
 
 
 # %% auto #0
-__all__ = ['EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates', 'random_frpo_batch', 'write_synthetic_results',
-           'write_standins']
+__all__ = ['EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates', 'smoke_config', 'random_frpo_batch',
+           'write_synthetic_results', 'write_standins']
 
 # %% ../nbs/11_testing.ipynb #86ba7e37
 _SMOKE = {
-    "train": ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nfail = False\nsleep_s = 0.0',
+    "train": ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nfail = False\nsleep_s = 0.0\nnum_processes = 1',
               'import time\nfrom pathlib import Path\nfrom frpo_nb.core import write_json_atomic\n'
               'time.sleep(sleep_s)\n'
               'if fail: raise ValueError("smoke template asked to fail (fail=True)")\n'
               'write_json_atomic(Path(run_dir, "metrics.json"), {"value": value, "seed": seed, "lamb": lamb})'),
-    "finetune": ('run_dir = "."\nparent_dir = None\nregime = None\nsteps = 3',
+    "finetune": ('run_dir = "."\nparent_dir = None\nregime = None\nsteps = 3\nnum_processes = 1',
                  'import json\nfrom pathlib import Path\nfrom frpo_nb.core import append_jsonl, write_json_atomic\n'
                  'start = json.loads(Path(parent_dir, "metrics.json").read_text())["value"]\n'
                  'curve = [start * (1 - s / (2 * steps)) for s in range(steps + 1)]\n'
@@ -58,6 +58,16 @@ def write_smoke_templates(folder: str | Path) -> dict[str, Path]:
         nbformat.write(nb, folder / f"smoke_{name}.ipynb")
         out[name] = folder / f"smoke_{name}.ipynb"
     return out
+
+# %% ../nbs/11_testing.ipynb #c7efc072
+def smoke_config(**over) -> dict:
+    "A micro config dict on the smoke templates in `<root>/tpl` (2 train runs × 1 regime); `over` replaces top-level keys."
+    base = dict(name="smoke", setting="safety", models=["tiny"], seeds=[0],
+                methods=[{"name": "grpo", "beta": 0.1}, {"name": "frpo", "lamb": 0.5, "beta": 0.002, "train": {"value": 2.0}}],
+                regimes=["sft-a"], finetune={"steps": 2},
+                templates={"train": "tpl/smoke_train.ipynb", "finetune": "tpl/smoke_finetune.ipynb"})
+    return {**base, **over}
+
 
 # %% ../nbs/11_testing.ipynb #95e64967
 def random_frpo_batch(group_sizes, T: int = 12, *, seed: int = 0, dtype=torch.float64, off_policy: float = 0.3,

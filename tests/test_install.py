@@ -54,7 +54,7 @@ def test_wheel_runs_a_copied_config_outside_the_checkout(tmp_path):
                             "print(c.shipped('experiments'))"], capture_output=True, text=True, cwd=work, check=True)
     package, templates = where.stdout.split()
     assert package.startswith(str(site)) and templates.startswith(str(site)), where.stdout
-    res = subprocess.run([str(py), "-m", "frpo_nb.sweep", "run", "micro.yaml", "--no-progress"], capture_output=True,
+    res = subprocess.run([str(py), "-m", "frpo_nb.cli", "run", "micro.yaml", "--no-progress"], capture_output=True,
                          text=True, timeout=1200, cwd=work)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in (work / "results").glob("*/result.json")]

@@ -20,7 +20,8 @@ from frpo_nb.core import RESERVED_PARAMS, load_config, read_jsonl
 from frpo_nb.judges import HARMBENCH_CLS_SYSTEM
 from frpo_nb.paper import finetune_run, run_stage, train_run
 from frpo_nb.testing import CPU_OVERRIDES, write_standins
-from frpo_nb.sweep import TemplateError, check_templates, execute_job, expand_grid, main, template_parameters
+from frpo_nb.cli import main
+from frpo_nb.sweep import TemplateError, check_templates, execute_job, expand_grid, template_parameters
 from frpo_nb.paper import PRESET_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]

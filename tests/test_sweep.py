@@ -1,4 +1,4 @@
-"""The sweep as a user runs it: the `frpo-nb` CLI (`python -m frpo_nb.sweep`) on the smoke templates.
+"""The sweep as a user runs it: the `frpo-nb` CLI (`python -m frpo_nb.cli`) on the smoke templates.
 
 End to end through papermill, resume after a kill or SIGTERM (one worker and two), failure isolation
 and --retry-failed, config validation before anything runs, the status table, --workers 2 against
@@ -18,7 +18,8 @@ import yaml
 
 from frpo_nb.core import load_config
 from frpo_nb.runfolder import ERROR, RESULT
-from frpo_nb.sweep import expand_grid, main, sweep_lock
+from frpo_nb.cli import main
+from frpo_nb.sweep import expand_grid, sweep_lock
 from frpo_nb.testing import write_smoke_templates
 
 PY = sys.executable
@@ -41,7 +42,7 @@ def write_config(tmp: Path, name: str = "micro", **over) -> Path:
 
 
 def cli(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "frpo_nb.sweep", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([PY, "-m", "frpo_nb.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
@@ -115,7 +116,7 @@ def test_config_errors_run_nothing(tmp_path, capsys):
     cases = {"seed": ("unknown key 'seed'; did you mean 'seeds'?", {"seed": [1]}),
              "lamb": ("methods[0].lamb must be a finite number > 0", {"methods": [{"name": "frpo", "lamb": 0.0, "beta": 0.1}]}),
              "tparam": ("methods[0].train.valu is not a parameter of smoke_train.ipynb (its parameters cell declares "
-                        "run_dir, seed, lamb, value, fail, sleep_s); did you mean 'value'?",
+                        "run_dir, seed, lamb, value, fail, sleep_s, num_processes); did you mean 'value'?",
                         {"methods": [{"name": "frpo", "lamb": 1, "beta": 0.1, "train": {"valu": 3}}]})}
     for name, (msg, over) in cases.items():
         cfg = write_config(tmp_path, name=name, results_dir=f"res-{name}", **over)
@@ -190,7 +191,7 @@ def test_resume_after_interrupt(tmp_path, sig, workers):
                        {"name": "frpo", "lamb": 0.5, "beta": 0.002, "train": {"sleep_s": 6.0}}])
     first, slow = run_ids(cfg)
     results = tmp_path / "results"
-    proc = subprocess.Popen([PY, "-m", "frpo_nb.sweep", "sweep", str(cfg), "--no-progress", "--workers", str(workers)],
+    proc = subprocess.Popen([PY, "-m", "frpo_nb.cli", "sweep", str(cfg), "--no-progress", "--workers", str(workers)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 120
