@@ -14,7 +14,7 @@ from datasets import Dataset
 
 from .data import tiny_math, tiny_safety_prompts
 from .loss import robust_value_at_radius
-from .mathgrade import answers_match
+from .mathgrade import math_equal
 from .rewards import helpfulness_reward, is_refusal, math_correct_reward, math_reward, safety_reward
 
 
@@ -148,7 +148,7 @@ def eval_prompts(setting: str, n: int | None = None) -> dict[str, Dataset]:
 def stated_answer_correct(texts: list[str], answers: list[str]) -> list[float]:
     "1 where the last number a text states equals the answer (boxed or not), else 0: accuracy without the format."
     last = [re.findall(r"-?\d+(?:\.\d+)?", t) for t in texts]
-    return [float(bool(nums) and answers_match(nums[-1], a)) for nums, a in zip(last, answers)]
+    return [float(bool(nums) and math_equal(nums[-1], a)) for nums, a in zip(last, answers)]
 
 
 def evaluate_policy(model, tokenizer, setting: str, *, ref_model=None, n_prompts: int | None = None,
