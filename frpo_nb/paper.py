@@ -14,15 +14,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 import dataclasses
+import inspect
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS, benchmark, run_benchmark
 from .core import RESERVED_PARAMS, find_repo_root, jsonable, read_jsonl, seed_everything, write_json_atomic
 from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load_kl_eval_prompts, load_math,
-                          load_opencodeinstruct, load_safety_prompts, load_strongreject)
-from .evaluate import kl_to_reference, mean_reward, sample_completions
+                          load_opencodeinstruct, load_safety_prompts, load_strongreject, shuffled_subset)
+from .evaluate import context_window, kl_to_reference, mean_reward, sample_completions
 from .finetune import CurveCallback
-from .judges import (ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
+from .judges import (AuthorsHarmBenchJudge, ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
                             StrongRejectRubricJudge, StrongRejectScorer)
 from .rewards import CombinedJudge, Judge, JudgeReward, math_correct_reward, math_format_reward, prompt_text
 from .trainer import FRPOConfig, FRPOTrainer, effective_config, loss_args
@@ -30,8 +31,8 @@ from .trainer import FRPOConfig, FRPOTrainer, effective_config, loss_args
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'PATH_KEYS', 'SFT_LOADERS', 'STAGE_FUNCTIONS', 'split_preset_params', 'paper_trainer_config',
            'paper_sft_config', 'paper_lora_config', 'template_params', 'repo_roots', 'resolve_paths', 'prepare_run',
-           'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge', 'rl_data',
-           'reward_functions', 'merge_adapter', 'save_policy', 'train_run', 'sft_data', 'sample_rows',
+           'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge', 'scorer_precisions',
+           'rl_data', 'reward_functions', 'merge_adapter', 'save_policy', 'train_run', 'sft_data', 'sample_rows',
            'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'evaluate_run',
            'accelerate_command', 'run_stage', 'main']
 
@@ -42,6 +43,8 @@ PRESET_KEYS = {
         "accelerate_config": "accelerate launch config (configs/accelerate/*.yaml)",
         "train_data": "RL prompts: a local file or hub id read by frpo_nb.data (load_safety_prompts / load_math)",
         "val_fraction": "share of the safety prompts held out for validation (stratified by task)",
+        "split_seed": "random_state of the safety prompts' train/validation split (the authors: 42 for every run)",
+        "strongreject_quantization": "StrongREJECT scorer: auto (4-bit NF4 where bitsandbytes and a GPU are, else bf16) | 4bit | none",
         "val_size": "number of math problems held out for validation",
         "strongreject_model": "fine-tuned StrongREJECT scorer (safety reward; StrongRejectScorer)",
         "reward_model": "helpfulness reward model (RewardModelJudge)",
@@ -64,6 +67,12 @@ PRESET_KEYS = {
         "harmbench_data": "HarmBench behaviours CSV (load_harmbench)", "harmbench_first_n": "behaviours used (first rows)",
         "harmbench_judge_model": "chat model that judges HarmBench (ChatHarmBenchJudge)",
         "harmbench_classifier": "local HarmBench classifier used when harmbench_judge_model is null (HarmBenchClassifier)",
+        "harmbench_judge_prompt": "prompt of the HarmBench API judge: authors (their GPT-4o prompt and labelling function) | harmbench (the official classifier prompt)",
+        "redraw_eval_prompts": "draw new HarmBench / StrongREJECT prompts at each evaluation (seed + step), as the authors; false: one draw",
+        "kl_max_context": "KL along fine-tuning: tokens of (prompt + greedy completion) kept, the last ones (the authors: 512; null: all)",
+        "kl_sampled": "also report kl_sampled: the KL on T = 1 samples with the full context (not the authors' measurement)",
+        "eval_repetition_penalty": "repetition penalty of the greedy evaluation answers (1.0: none; decoding never takes the model's defaults)",
+        "strongreject_quantization": "StrongREJECT scorer: auto (4-bit NF4 where bitsandbytes and a GPU are, else bf16) | 4bit | none",
         "strongreject_data": "StrongREJECT prompts CSV (load_strongreject)",
         "strongreject_judge_model": "chat model that applies the StrongREJECT rubric (StrongRejectRubricJudge)",
         "kl_safety_data": "KL/reward evaluation prompts, harmful (load_kl_eval_prompts)",
@@ -79,6 +88,12 @@ PRESET_KEYS = {
         "benchmarks": "benchmarks to run (keys of frpo_nb.benchmarks.BENCHMARKS)",
         "tensor_parallel_size": "GPUs per benchmark run (vLLM tensor parallelism)",
         "max_gen_toks": "generated tokens per answer (lm-eval)",
+        "benchmark_metrics": "the headline metric of a benchmark ({name: 'task/metric'}), replacing BENCHMARKS[name].metric",
+        "backend": "inference backend of both harnesses: vllm (the paper's) | hf (transformers; CPU tests)",
+        "batch_size": "lm-eval batch size (auto: lm-eval's search)",
+        "lm_eval_include_path": "folder of extra lm-eval task YAMLs (lm_eval --include_path)",
+        "benchmark_tasks": "{name: lm-eval task} replacing a benchmark's task (e.g. a local copy of MATH500)",
+        "mbpp_override_path": "an MBPP+ jsonl EvalPlus reads instead of its download (MBPP_OVERRIDE_PATH)",
     },
 }
 
@@ -189,7 +204,8 @@ def safety_judges(params: dict, stage: str) -> tuple[Judge, Judge]:
     if not (params.get("strongreject_model") or client):
         raise ValueError(f"{stage}: the safety reward needs strongreject_model and/or moderation_model; set at least one")
     reward_model = require(params, "reward_model", stage)
-    harm = [StrongRejectScorer.from_pretrained(params["strongreject_model"])] if params.get("strongreject_model") else []
+    harm = [StrongRejectScorer.from_pretrained(params["strongreject_model"], quantization=params.get("strongreject_quantization", "auto"))
+            ] if params.get("strongreject_model") else []
     if client: harm.append(ModerationJudge(client, model=params["moderation_model"]))
     helpful = RewardModelJudge.from_pretrained(reward_model, revision=params.get("reward_model_revision"))
     return CombinedJudge(harm, complement=True, name="not_harmful"), helpful
@@ -200,7 +216,11 @@ def harmbench_judge(params: dict) -> Judge:
     if params.get("harmbench_judge_model"):
         client = api_client(params, "harmbench_judge_model", "finetune", "and set harmbench_classifier to a local "
                             "HarmBench classifier (e.g. cais/HarmBench-Llama-2-13b-cls; a deviation from the paper)")
-        return ChatHarmBenchJudge(params["harmbench_judge_model"], client)
+        prompt = params.get("harmbench_judge_prompt") or "authors"
+        if prompt not in ("authors", "harmbench"):
+            raise ValueError(f"finetune.harmbench_judge_prompt must be 'authors' or 'harmbench', got {prompt!r}")
+        judge = AuthorsHarmBenchJudge if prompt == "authors" else ChatHarmBenchJudge
+        return judge(params["harmbench_judge_model"], client)
     if params.get("harmbench_classifier"): return HarmBenchClassifier.from_pretrained(params["harmbench_classifier"])
     raise ValueError("finetune: HarmBench needs a judge: set harmbench_judge_model (a chat model of the API, the paper's "
                      "choice) or harmbench_classifier (a local classifier)")
@@ -212,13 +232,25 @@ def strongreject_judge(params: dict) -> Judge:
         client = api_client(params, "strongreject_judge_model", "finetune", "to score StrongREJECT with the local "
                             "strongreject_model scorer instead (a deviation from the paper)")
         return StrongRejectRubricJudge(params["strongreject_judge_model"], client)
-    return StrongRejectScorer.from_pretrained(require(params, "strongreject_model", "finetune"))
+    return StrongRejectScorer.from_pretrained(require(params, "strongreject_model", "finetune"),
+                                              quantization=params.get("strongreject_quantization", "auto"))
+
+
+def scorer_precisions(*judges) -> dict:
+    "The precision each StrongREJECT scorer among `judges` (or inside a CombinedJudge / JudgeReward) was loaded in: {'strongreject_scorer': '4bit-nf4' | 'bfloat16' ...}."
+    out, todo = {}, list(judges)
+    while todo:
+        j = todo.pop()
+        todo += list(getattr(j, "judges", [])) + ([j.judge] if hasattr(j, "judge") else [])
+        if isinstance(j, StrongRejectScorer): out["strongreject_scorer"] = j.precision
+    return out
 
 # %% ../nbs/10_paper.ipynb #1fe62e8a
 def rl_data(params: dict):
     "The train/validation RL prompts of a train run (`setting`, `train_data`, `val_fraction` or `val_size`, `seed`)."
     path, seed = require(params, "train_data", "train"), params.get("seed", 42)
-    if params.get("setting") == "safety": return load_safety_prompts(path, val_fraction=params.get("val_fraction", 0.025), seed=seed)
+    if params.get("setting") == "safety":   # the authors' split: random_state 42 whatever the run's seed
+        return load_safety_prompts(path, val_fraction=params.get("val_fraction", 0.025), seed=params.get("split_seed", 42))
     if params.get("setting") == "math": return load_math(path, val_size=params.get("val_size", 100), seed=seed)
     raise ValueError(f"setting must be 'safety' or 'math', got {params.get('setting')!r}")
 
@@ -269,7 +301,7 @@ def train_run(params: dict) -> dict:
     metrics = {"steps": trainer.state.global_step, "train_reward_first": log[0]["reward"] if log else None,
                "train_reward_last": log[-1]["reward"] if log else None, "eval_last": evals[-1] if evals else None,
                "policy": str(policy), "processes": trainer.accelerator.num_processes,
-               "reward_funcs": [f.__name__ for f in rewards], "params": jsonable(params),
+               "reward_funcs": [f.__name__ for f in rewards], "judges": scorer_precisions(*rewards), "params": jsonable(params),
                "lora": jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
     if trainer.accelerator.is_main_process:
         (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
@@ -306,52 +338,68 @@ def _mean(xs) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 # %% ../nbs/10_paper.ipynb #dd9d1e8b
+def _greedy_kl(model, reference, tokenizer, greedy, params: dict) -> float:
+    "The authors' KL of `greedy` answers: k3 summed over the completion tokens in the last `kl_max_context` tokens, averaged."
+    drop_eos = tokenizer.eos_token_id if tokenizer.pad_token_id == tokenizer.eos_token_id else None  # their pad cut
+    window = params.get("kl_max_context", 512)
+    return kl_to_reference(model, reference, context_window(greedy, window or 10**9, drop_eos=drop_eos))
+
+
 def safety_evaluator(params: dict, tokenizer, reference) -> Callable:
-    "`evaluate(model) -> dict` of the safety metrics along fine-tuning (HarmBench refusal, StrongREJECT, rewards and KL on the KL prompts)."
-    seed, n = params.get("seed", 42), params.get("eval_prompts")
-    gen = dict(max_new_tokens=params.get("eval_max_new_tokens", 512))
+    "`evaluate(model, step) -> dict` of the safety metrics along fine-tuning, measured as the authors do (HarmBench refusal, StrongREJECT, rewards and KL per prompt set)."
+    seed, n, redraw = params.get("seed", 42), params.get("eval_prompts"), params.get("redraw_eval_prompts", True)
+    gen = dict(max_new_tokens=params.get("eval_max_new_tokens", 512), repetition_penalty=params.get("eval_repetition_penalty", 1.0))
     hb_judge = harmbench_judge(params)                   # API keys are checked before any model is loaded
     api_sr = strongreject_judge(params) if params.get("strongreject_judge_model") else None
     harm, helpful = safety_judges(params, "finetune")
     local_sr = next((j for j in harm.judges if isinstance(j, StrongRejectScorer)), None)   # loaded once for both uses
     sr_judge = api_sr or local_sr or strongreject_judge(params)
-    hb = sample_rows(load_harmbench(require(params, "harmbench_data", "finetune"), first_n=params.get("harmbench_first_n")), n, seed)
-    sr = sample_rows(load_strongreject(require(params, "strongreject_data", "finetune")), n, seed)
-    kl = {t: sample_rows(load_kl_eval_prompts(require(params, f"kl_{t}_data", "finetune")), params.get("kl_prompts"), seed)
+    hb = load_harmbench(require(params, "harmbench_data", "finetune"), first_n=params.get("harmbench_first_n"))
+    sr = load_strongreject(require(params, "strongreject_data", "finetune"))
+    kl = {t: (ds := load_kl_eval_prompts(require(params, f"kl_{t}_data", "finetune"))).select(shuffled_subset(len(ds), params.get("kl_prompts"), seed))
           for t in ("safety", "normal")}
     rewards = {"safety": JudgeReward(harm, task="safety", name="safety"), "normal": JudgeReward(helpful, task="normal", name="normal")}
+    draw = lambda ds, step: ds.select(shuffled_subset(len(ds), n, seed + (step if redraw else 0)))
 
-    def evaluate(model) -> dict:
-        out = {}
-        greedy = sample_completions(model, tokenizer, hb["prompt"], greedy=True, **gen)
-        harmful = hb_judge.score([prompt_text(p) for p in hb["prompt"]], greedy.texts)
+    def evaluate(model, step: int = 0) -> dict:
+        out, hb_rows, sr_rows = {}, draw(hb, step), draw(sr, step)
+        greedy = sample_completions(model, tokenizer, hb_rows["prompt"], greedy=True, **gen)
+        harmful = hb_judge.score([prompt_text(p) for p in hb_rows["prompt"]], [t.strip() for t in greedy.texts])
         out["harmbench_refusal"] = None if _mean(harmful) is None else 1 - _mean(harmful)
         out["harmbench_unjudged"] = sum(math.isnan(s) for s in harmful) / len(harmful)   # judge replies that were neither yes nor no
-        greedy = sample_completions(model, tokenizer, sr["prompt"], greedy=True, **gen)
-        out["strongreject_score"] = _mean(sr_judge.score([prompt_text(p) for p in sr["prompt"]], greedy.texts))
-        samples = {task: sample_completions(model, tokenizer, rows["prompt"], seed=seed, **gen) for task, rows in kl.items()}
+        greedy = sample_completions(model, tokenizer, sr_rows["prompt"], greedy=True, **gen)
+        out["strongreject_score"] = _mean(sr_judge.score([prompt_text(p) for p in sr_rows["prompt"]], [t.strip() for t in greedy.texts]))
         for task, rows in kl.items():
-            out[f"{task}_reward"] = mean_reward(rewards[task], samples[task], rows["prompt"], task=rows["task"])
-        out["kl_to_ref"] = kl_to_reference(model, reference, *samples.values())
+            greedy = sample_completions(model, tokenizer, rows["prompt"], greedy=True, **gen)
+            out[f"{task}_reward"] = mean_reward(rewards[task], greedy, rows["prompt"], task=rows["task"])
+            out[f"kl_{task}"] = _greedy_kl(model, reference, tokenizer, greedy, params)
+        if params.get("kl_sampled"):
+            sampled = [sample_completions(model, tokenizer, rows["prompt"], seed=seed, **gen) for rows in kl.values()]
+            out["kl_sampled"] = kl_to_reference(model, reference, *sampled)
         return out
+    evaluate.judges = scorer_precisions(harm, sr_judge)
     return evaluate
 
 
 def math_evaluator(params: dict, tokenizer, reference) -> Callable:
-    "`evaluate(model) -> dict`: greedy accuracy on held-out MATH problems and KL to the reference on sampled answers."
-    seed, gen = params.get("seed", 42), dict(max_new_tokens=params.get("eval_max_new_tokens", 512))
+    "`evaluate(model) -> dict`: greedy accuracy on held-out MATH problems and the KL on those greedy answers (`kl_math`, as the safety KL)."
+    seed = params.get("seed", 42)
+    gen = dict(max_new_tokens=params.get("eval_max_new_tokens", 512), repetition_penalty=params.get("eval_repetition_penalty", 1.0))
     problems = load_math(require(params, "math_eval_data", "finetune"), val_size=params.get("math_eval_size", 100), seed=seed)["validation"]
 
     def evaluate(model) -> dict:
         greedy = sample_completions(model, tokenizer, problems["prompt"], greedy=True, **gen)
         correct = math_correct_reward([[{"content": t}] for t in greedy.texts], answer=problems["answer"])
-        sampled = sample_completions(model, tokenizer, problems["prompt"], seed=seed, **gen)
-        return {"math_accuracy": _mean([c or 0.0 for c in correct]), "kl_to_ref": kl_to_reference(model, reference, sampled)}
+        out = {"math_accuracy": _mean([c or 0.0 for c in correct]), "kl_math": _greedy_kl(model, reference, tokenizer, greedy, params)}
+        if params.get("kl_sampled"):
+            out["kl_sampled"] = kl_to_reference(model, reference, sample_completions(model, tokenizer, problems["prompt"], seed=seed, **gen))
+        return out
+    evaluate.judges = {}
     return evaluate
 
 
 def curve_evaluator(params: dict, policy_dir: str | Path) -> Callable:
-    "The setting's `evaluate(model)` for `CurveCallback`, with the before-fine-tuning policy in `policy_dir` as the KL reference."
+    "The setting's `evaluate(model, step)` for `CurveCallback`, with the before-fine-tuning policy in `policy_dir` as the KL reference."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     make = {"safety": safety_evaluator, "math": math_evaluator}.get(params.get("setting"))
     if make is None: raise ValueError(f"setting must be 'safety' or 'math', got {params.get('setting')!r}")
@@ -361,14 +409,16 @@ def curve_evaluator(params: dict, policy_dir: str | Path) -> Callable:
     init = params.get("model_init_kwargs") or {}
     reference = AutoModelForCausalLM.from_pretrained(str(policy_dir), **{k: init[k] for k in ("dtype", "attn_implementation") if k in init}).eval()
     evaluate = make(params, tokenizer, reference)
+    takes_step = "step" in inspect.signature(evaluate).parameters
 
-    def with_cache(model) -> dict:
+    def with_cache(model, step: int = 0) -> dict:
         "Evaluate with the KV cache on (the model trains with use_cache=False) and the reference on the model's device."
         if reference.device != model.device: reference.to(model.device)
         cache = model.generation_config.use_cache
         model.generation_config.use_cache = True
-        try: return evaluate(model)
+        try: return evaluate(model, step=step) if takes_step else evaluate(model)
         finally: model.generation_config.use_cache = cache
+    with_cache.judges = evaluate.judges
     return with_cache
 
 # %% ../nbs/10_paper.ipynb #d6039de1
@@ -397,7 +447,10 @@ def finetune_run(params: dict) -> dict:
     keys = [k for k in first if k != "step" and isinstance(first[k], (int, float)) and isinstance(last[k], (int, float))]
     metrics = ({f"{k}_before": first[k] for k in keys} | {f"{k}_after": last[k] for k in keys}
                | {f"{k}_drop": first[k] - last[k] for k in keys})
+    eval_loss = [{"step": r["step"], "eval_loss": r["eval_loss"]} for r in trainer.state.log_history if "eval_loss" in r]
+    (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
     metrics |= {"steps": trainer.state.global_step, "evaluations": len(curve), "policy": str(policy),
+                "eval_loss": eval_loss, "judges": callbacks[0].evaluate.judges,
                 "processes": trainer.accelerator.num_processes, "params": jsonable(params),
                 "lora": jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
     write_json_atomic(run_dir / "metrics.json", metrics)
