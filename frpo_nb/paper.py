@@ -33,7 +33,7 @@ __all__ = ['PRESET_KEYS', 'PATH_KEYS', 'SFT_LOADERS', 'STAGE_FUNCTIONS', 'split_
            'paper_sft_config', 'paper_lora_config', 'template_params', 'repo_roots', 'resolve_paths', 'prepare_run',
            'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge', 'scorer_precisions',
            'rl_data', 'reward_functions', 'merge_adapter', 'save_policy', 'train_run', 'sft_data', 'sample_rows',
-           'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'evaluate_run',
+           'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'benchmark_options', 'evaluate_run',
            'accelerate_command', 'run_stage', 'main']
 
 # %% ../nbs/10_paper.ipynb #05a7776a
@@ -143,7 +143,7 @@ def template_params(namespace: dict, before: Iterable[str]) -> dict:
 # %% ../nbs/10_paper.ipynb #f2de9f4e
 PATH_KEYS = ("model", "parent_dir", "train_data", "finetune_data", "harmbench_data", "strongreject_data",
              "kl_safety_data", "kl_normal_data", "math_eval_data", "accelerate_config", "strongreject_model",
-             "reward_model", "harmbench_classifier")
+             "reward_model", "harmbench_classifier", "lm_eval_include_path", "mbpp_override_path")
 
 
 def repo_roots() -> list[Path]:
@@ -457,6 +457,19 @@ def finetune_run(params: dict) -> dict:
     return metrics
 
 # %% ../nbs/10_paper.ipynb #99550984
+def benchmark_options(params: dict, name: str) -> dict:
+    "The `run_benchmark` options of benchmark `name` from an evaluate run's keys."
+    harness = BENCHMARKS[name].harness
+    opts = {"tensor_parallel_size": params.get("tensor_parallel_size") or 1, "backend": params.get("backend") or "vllm",
+            "metric": (params.get("benchmark_metrics") or {}).get(name)}
+    if harness == "lm-eval":
+        opts |= {k: params[k] for k in ("max_gen_toks", "batch_size") if params.get(k) is not None}
+        if params.get("lm_eval_include_path"): opts["include_path"] = params["lm_eval_include_path"]
+        if (params.get("benchmark_tasks") or {}).get(name): opts["task"] = params["benchmark_tasks"][name]
+    elif params.get("mbpp_override_path"): opts["env"] = {"MBPP_OVERRIDE_PATH": str(params["mbpp_override_path"])}
+    return opts
+
+
 def evaluate_run(params: dict) -> dict:
     "Run the `benchmarks` on the policy of `parent_dir`; write `metrics.json` (`<benchmark>/<metric>`, `<benchmark>/score`) in `run_dir`."
     params, run_dir = prepare_run(params)
@@ -465,8 +478,7 @@ def evaluate_run(params: dict) -> dict:
     policy = Path(require(params, "parent_dir", "evaluate")) / "policy"
     metrics = {}
     for name in names:
-        extra = {"max_gen_toks": params["max_gen_toks"]} if "max_gen_toks" in params and BENCHMARKS[name].harness == "lm-eval" else {}
-        result = run_benchmark(name, str(policy), run_dir / name, tensor_parallel_size=params.get("tensor_parallel_size", 1), **extra)
+        result = run_benchmark(name, str(policy), run_dir / name, **benchmark_options(params, name))
         metrics |= {f"{name}/{k}": v for k, v in result.items()}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
