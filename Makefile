@@ -11,7 +11,7 @@ JUNIT := .pytest-junit.xml
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,eval]"   # eval: lm-eval and EvalPlus for the evaluate stage's real runs (slow tests), ~1.5 min
 	touch $@
 
 install: $(VENV)/.installed

@@ -29,12 +29,13 @@ from .rewards import CombinedJudge, Judge, JudgeReward, math_correct_reward, mat
 from .trainer import FRPOConfig, FRPOTrainer, effective_config, loss_args
 
 # %% auto #0
-__all__ = ['PRESET_KEYS', 'PATH_KEYS', 'SFT_LOADERS', 'STAGE_FUNCTIONS', 'split_preset_params', 'paper_trainer_config',
-           'paper_sft_config', 'paper_lora_config', 'template_params', 'repo_roots', 'resolve_paths', 'prepare_run',
-           'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge', 'scorer_precisions',
-           'rl_data', 'reward_functions', 'merge_adapter', 'save_policy', 'train_run', 'sft_data', 'sample_rows',
-           'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'benchmark_options', 'evaluate_run',
-           'accelerate_command', 'run_stage', 'main']
+__all__ = ['PRESET_KEYS', 'PATH_KEYS', 'SFT_LOADERS', 'MEASUREMENT_SWITCHES', 'DEVIATIONS', 'STAGE_FUNCTIONS',
+           'split_preset_params', 'paper_trainer_config', 'paper_sft_config', 'paper_lora_config', 'template_params',
+           'repo_roots', 'resolve_paths', 'prepare_run', 'require', 'api_client', 'safety_judges', 'harmbench_judge',
+           'strongreject_judge', 'scorer_precisions', 'rl_data', 'reward_functions', 'merge_adapter', 'save_policy',
+           'train_run', 'sft_data', 'sample_rows', 'safety_evaluator', 'math_evaluator', 'curve_evaluator',
+           'finetune_run', 'benchmark_options', 'evaluate_run', 'deviations_table', 'accelerate_command', 'run_stage',
+           'main']
 
 # %% ../nbs/10_paper.ipynb #05a7776a
 PRESET_KEYS = {
@@ -482,6 +483,74 @@ def evaluate_run(params: dict) -> dict:
         metrics |= {f"{name}/{k}": v for k, v in result.items()}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
+
+# %% ../nbs/10_paper.ipynb #51f75b69
+MEASUREMENT_SWITCHES = ("split_seed", "strongreject_quantization", "harmbench_judge_model", "harmbench_judge_prompt",
+                        "strongreject_judge_model", "moderation_model", "redraw_eval_prompts", "kl_max_context",
+                        "kl_sampled", "eval_repetition_penalty", "benchmark_metrics")
+
+DEVIATIONS = [  # what, the authors, frpo_nb (the presets' default first), switch (a preset key or None), effect on the numbers
+    ("StrongREJECT scorer precision", "4-bit NF4 (bitsandbytes), bf16 compute",
+     "4-bit NF4 where bitsandbytes and a GPU are present, else bf16; `metrics.json` → `judges` says which",
+     "strongreject_quantization", "bf16 only on machines without them: the grade moves by quantization noise (small, unmeasured here)"),
+    ("HarmBench judge without an API key", "GPT-4o (`gpt-4o-2024-11-20`) with their prompt and labelling function",
+     "the same when `$api_key_env` is set; without a key the local `cais/HarmBench-Llama-2-13b-cls` (set `harmbench_judge_model: null`, `harmbench_classifier`)",
+     "harmbench_judge_model", "another judge: refusal rates not comparable with the paper's in absolute terms"),
+    ("HarmBench API judge prompt", "their own `[BEHAVIOR]/[GENERATION]` prompt, function calling, labels Yes/No",
+     "the same (`AuthorsHarmBenchJudge`); `harmbench` sends the official HarmBench classifier prompt (`ChatHarmBenchJudge`)",
+     "harmbench_judge_prompt", "only when switched: another prompt, other verdicts on borderline answers (unmeasured)"),
+    ("StrongREJECT judge without an API key", "the rubric on `chatgpt-4o-latest`",
+     "the same when the key is set; else the local fine-tuned scorer (`strongreject_judge_model: null`)",
+     "strongreject_judge_model", "another judge: a different scale of scores"),
+    ("moderation term of the safety reward without an API key", "mean of the scorer and OpenAI moderation",
+     "the same when the key is set; else the term can only be dropped (`moderation_model: null`)",
+     "moderation_model", "a different reward: training and the safety reward along fine-tuning change"),
+    ("HarmBench / StrongREJECT prompts along fine-tuning", "100 of the first 200 behaviours drawn anew at each evaluation (seed + step)",
+     "the same; `false` keeps the step-0 draw for every evaluation", "redraw_eval_prompts",
+     "only when switched: one draw removes the sampling noise between steps (and the paper's)"),
+    ("KL along fine-tuning", "k3 summed per sequence on greedy answers, context cut to the last 512 tokens, per prompt set",
+     "the same (`kl_safety`, `kl_normal`, `kl_math`); `null` keeps the whole context; `kl_sampled: true` adds the KL on T = 1 samples",
+     "kl_max_context", "only when switched: long answers weigh more with the whole context"),
+    ("sampled KL", "not measured", "off; `true` adds `kl_sampled` (T = 1 samples, full context)", "kl_sampled", "an extra column only"),
+    ("decoding defaults of the model", "transformers 4 applied the model's `generation_config` (Qwen2.5-Instruct: repetition_penalty 1.05 on greedy answers)",
+     "never applied; the Qwen safety preset sets 1.05 explicitly, Mistral and Qwen-Math 1.0", "eval_repetition_penalty",
+     "none with the presets' values"),
+    ("safety train/validation split", "scikit-learn `train_test_split(random_state=42, stratify=task)`", "the same, `random_state = split_seed`",
+     "split_seed", "none at 42"),
+    ("MATH500 headline metric", "never stated (their script greps IFEval's `prompt_level_strict_acc`)",
+     "`minerva_math500/math_verify` (lm-eval); `exact_match` is reported too but needs the few-shot \"Final Answer:\" sentence",
+     "benchmark_metrics", "exact_match would read ~0 for zero-shot boxed answers"),
+    ("math correctness reward", "DR-GRPO's `boxed_reward_fn(fast=True)` (understand-r1-zero), 3 s",
+     "Hugging Face math-verify on the last boxed answer, 3 s (`frpo_nb.mathgrade`)", None,
+     "more lenient: on 241 MATH-style pairs it accepted 234 right answers where DR-GRPO's accepted 216 (it rejects unreduced fractions, reordered sets, `\\ln 8` = `3\\ln 2`); one false positive (`1,-2` for `(1,-2)`)"),
+    ("MATH rows without a boxed answer", "kept, graded against the whole solution", "dropped before the seeded shuffle and split",
+     None, "if such rows exist, the 100 held-out problems and the train order shift"),
+    ("OpenCodeInstruct subset", "50,000 rows of a stream shuffled with seed 42 (buffer 10,000)", "the first 50,000 rows",
+     "max_samples", "other code SFT rows"),
+    ("prompt truncation", "`max_prompt_length` 1,024 (safety) / 512 (math) tokens (TRL 0.20)",
+     "none: TRL 1.16 has no such field", None, "only prompts longer than that, rare in these data sets"),
+    ("reasoning mode of HarmBench / StrongREJECT", "`exclude_thinking`, 1,024 tokens (unused by their scripts)", "not implemented",
+     None, "none for the released settings"),
+    ("clip-ratio diagnostics", "a low clip counted only for negative weights (so always 0)", "the raw fraction outside the clip range",
+     None, "training logs only; the loss is identical"),
+    ("curve steps", "KL at each `eval_steps`; HarmBench / StrongREJECT at step 0 and each `eval_steps`",
+     "all metrics at step 0, every `every` steps (the presets: 50) and at the end", None, "extra rows only"),
+]
+
+
+def deviations_table(presets: dict | None = None) -> str:
+    "`DEVIATIONS` as a markdown table; with `presets` ({name: Config}), the value each preset gives the switch."
+    head = ["what", "the authors", "frpo_nb", "switch", "effect on the numbers"]
+    rows = []
+    for what, authors, ours, switch, effect in DEVIATIONS:
+        key = "—" if switch is None else f"`{switch}`"
+        if switch and presets:
+            vals = {n: next((s[switch] for s in (c.train, c.finetune, c.evaluate) if isinstance(s, dict) and switch in s), None)
+                    for n, c in presets.items()}
+            key += " (" + ", ".join(f"{n.removeprefix('paper-')}: {json.dumps(v)}" for n, v in vals.items() if v is not None) + ")"
+        rows.append([what, authors, ours, key, effect])
+    line = lambda cells: "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(head), line(["---"] * len(head))] + [line(r) for r in rows])
 
 # %% ../nbs/10_paper.ipynb #61efa2f2
 STAGE_FUNCTIONS = {"train": train_run, "finetune": finetune_run, "evaluate": evaluate_run}
