@@ -13,7 +13,7 @@ JUNIT := .pytest-junit.xml
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH) $(TORCH_INDEX)
-	$(PY) -m pip install -q -e ".[dev,slurm]"
+	$(PY) -m pip install -q -e ".[dev,slurm,eval]"   # eval: lm-eval and EvalPlus for the evaluate stage's real runs (slow tests)
 	touch $@
 
 install: $(VENV)/.installed

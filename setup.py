@@ -19,7 +19,7 @@ readme = Path(__file__).parent / "README.md"
 # Files `frpo-nb` runs that live outside the package folder: copied into frpo_nb/_shipped/ when a wheel is
 # built, so an installed package has them (frpo_nb.core.shipped finds them; a checkout uses its own folders).
 SHIPPED = {"experiments": ("nbs/experiments", "*.ipynb"), "figures": ("nbs/figures", "*.ipynb"),
-           "data": ("data", "*.csv")}
+           "data": ("data", "*.csv"), "judges": ("data/judges", "*")}
 
 
 class BuildPyWithShipped(build_py):
@@ -56,7 +56,8 @@ setuptools.setup(
     include_package_data=True,
     python_requires=">=" + cfg["min_python"],
     install_requires=cfg.get("requirements", "").split(),
-    extras_require={"dev": cfg.get("dev_requirements", "").split(), "slurm": cfg.get("slurm_requirements", "").split()},
+    extras_require={"dev": cfg.get("dev_requirements", "").split(), "slurm": cfg.get("slurm_requirements", "").split(),
+                    "eval": cfg.get("eval_requirements", "").split()},
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),
         "nbdev": [f"{cfg['lib_name']}={cfg['lib_name']}._modidx:d"],

@@ -16,13 +16,13 @@ from pathlib import Path
 from .data import MATH_SYSTEM_PROMPT
 
 # %% auto #0
-__all__ = ['HARNESSES', 'BENCHMARKS', 'require_harness', 'Benchmark', 'benchmark', 'lm_eval_command', 'find_lm_eval_results',
-           'parse_lm_eval_results', 'evalplus_command', 'parse_evalplus_results', 'benchmark_command', 'read_benchmark',
-           'run_benchmark']
+__all__ = ['HARNESSES', 'BENCHMARKS', 'require_harness', 'Benchmark', 'benchmark', 'lm_eval_command', 'local_lm_eval_task',
+           'find_lm_eval_results', 'parse_lm_eval_results', 'evalplus_command', 'find_evalplus_results',
+           'parse_evalplus_results', 'benchmark_command', 'read_benchmark', 'run_benchmark']
 
 # %% ../nbs/08b_benchmarks.ipynb #7ba3cb5c
-HARNESSES = {"lm-eval": ("lm_eval", "lm-eval[vllm,math,ifeval]", "lm_eval"),
-             "evalplus": ("evalplus", "evalplus[vllm]", "evalplus.evaluate")}  # name -> (module, pip spec, program)
+HARNESSES = {"lm-eval": ("lm_eval", "frpo_nb[eval] (lm-eval[math,ifeval]; vLLM on a GPU)", "lm_eval"),
+             "evalplus": ("evalplus", "frpo_nb[eval] (evalplus; vLLM on a GPU)", "evalplus.evaluate")}  # name -> (module, pip spec, program)
 
 
 def require_harness(name: str) -> str:
@@ -32,7 +32,7 @@ def require_harness(name: str) -> str:
     exe = Path(sys.executable).parent / program
     if find_spec(module) is None or not exe.exists():
         raise ModuleNotFoundError(f"the {name} benchmarks need the `{module}` package, which is not installed in "
-                                  f"{sys.prefix}; install it with: pip install \"{pip}\" (on a GPU machine)")
+                                  f"{sys.prefix}; install the extra: pip install -e \".[eval]\" in a checkout, or pip install \"{pip}\"")
     return str(exe)
 
 # %% ../nbs/08b_benchmarks.ipynb #8eb6d7ed
@@ -46,7 +46,7 @@ class Benchmark:
 
 
 BENCHMARKS = {
-    "math500": Benchmark("lm-eval", "minerva_math500", "minerva_math500/exact_match", MATH_SYSTEM_PROMPT),
+    "math500": Benchmark("lm-eval", "minerva_math500", "minerva_math500/math_verify", MATH_SYSTEM_PROMPT),
     "ifeval": Benchmark("lm-eval", "ifeval", "ifeval/prompt_level_strict_acc"),
     "mmlu": Benchmark("lm-eval", "mmlu", "mmlu/acc"),
     "mbpp_plus": Benchmark("evalplus", "mbpp", "mbpp+/pass@1"),
@@ -60,7 +60,8 @@ def benchmark(name: str) -> Benchmark:
 
 # %% ../nbs/08b_benchmarks.ipynb #774f8743
 def lm_eval_command(model: str, name: str, output_path: str | Path, *, backend: str = "vllm",
-                    tensor_parallel_size: int = 1, max_gen_toks: int = 2048, limit: int | None = None) -> list[str]:
+                    tensor_parallel_size: int = 1, max_gen_toks: int = 2048, limit: int | None = None,
+                    task: str | None = None, include_path: str | Path | None = None, batch_size: str | int = "auto") -> list[str]:
     "The `lm_eval` command line that runs benchmark `name` on `model` as the paper did, writing under `output_path`."
     b = benchmark(name)
     if b.harness != "lm-eval": raise ValueError(f"{name} runs on {b.harness}, not lm-eval; use benchmark_command")
@@ -73,11 +74,25 @@ def lm_eval_command(model: str, name: str, output_path: str | Path, *, backend: 
     elif backend == "hf":
         model_args, gen_kwargs = f"pretrained={model},dtype=bfloat16,trust_remote_code=True", f"temperature=0,max_gen_toks={max_gen_toks}"
     else: raise ValueError(f"backend must be 'vllm' or 'hf', got {backend!r}")
-    cmd = ["lm_eval", "--model", backend, "--model_args", model_args, "--tasks", b.task, "--num_fewshot", "0",
-           "--apply_chat_template"]
+    cmd = ["lm_eval", "--model", backend, "--model_args", model_args, "--tasks", task or b.task, "--num_fewshot", "0",
+           "--apply_chat_template"] + (["--include_path", str(include_path)] if include_path else [])
     if b.system_instruction: cmd += ["--system_instruction", b.system_instruction]
-    cmd += ["--gen_kwargs", gen_kwargs, "--batch_size", "auto", "--output_path", str(output_path), "--log_samples"]
+    cmd += ["--gen_kwargs", gen_kwargs, "--batch_size", str(batch_size), "--output_path", str(output_path), "--log_samples"]
     return cmd + (["--limit", str(limit)] if limit is not None else [])
+
+# %% ../nbs/08b_benchmarks.ipynb #12b0257a
+def local_lm_eval_task(data_file: str | Path, folder: str | Path, *, task: str = "math500_local",
+                       base: str = "minerva_math/minerva_math500.yaml") -> Path:
+    "Write `<folder>/<task>.yaml`: the installed lm-eval task `base` (a path under lm_eval/tasks) over the local JSONL `data_file`."
+    if find_spec("lm_eval") is None: require_harness("lm-eval")
+    base_yaml = Path(find_spec("lm_eval").origin).parent / "tasks" / base
+    if not base_yaml.is_file(): raise FileNotFoundError(f"{base_yaml}: no such lm-eval task file (base={base!r})")
+    if not Path(data_file).is_file(): raise FileNotFoundError(f"{data_file}: no such data file")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / f"{task}.yaml"
+    path.write_text(f"include: {base_yaml}\ntask: {task}\ndataset_path: json\ndataset_name: null\n"
+                    f"dataset_kwargs:\n  data_files:\n    test: {Path(data_file).resolve()}\ntest_split: test\n")
+    return path
 
 # %% ../nbs/08b_benchmarks.ipynb #dd78ff3a
 def find_lm_eval_results(output_path: str | Path) -> Path:
@@ -106,8 +121,15 @@ def evalplus_command(model: str, output_dir: str | Path, *, dataset: str = "mbpp
     "The `evalplus.evaluate` command line the paper used (greedy), writing samples and verdicts under `output_dir`."
     out = Path(output_dir)
     return ["evalplus.evaluate", "--model", str(model), "--dataset", dataset, "--backend", backend,
-            "--tp", str(tensor_parallel_size), "--greedy", "--trust_remote_code", "--root", str(out),
-            "--output_file", str(out / "eval_results.json")]
+            "--tp", str(tensor_parallel_size), "--greedy", "--trust_remote_code", "--root", str(out)]
+
+
+def find_evalplus_results(output_dir: str | Path, dataset: str = "mbpp") -> Path:
+    "The newest `*eval_results.json` EvalPlus wrote under `output_dir` (in `<output_dir>/<dataset>/`, or the folder itself)."
+    found = sorted([*Path(output_dir).glob(f"{dataset}/*eval_results.json"), *Path(output_dir).glob("*eval_results.json")],
+                   key=lambda p: (p.stat().st_mtime, p.name))
+    if not found: raise FileNotFoundError(f"no EvalPlus *eval_results.json under {output_dir}; did the run finish?")
+    return found[-1]
 
 
 def _statuses(samples) -> list[tuple[str, str | None]]:
@@ -139,23 +161,26 @@ def benchmark_command(name: str, model: str, output_dir: str | Path, *, tensor_p
     return evalplus_command(model, output_dir, dataset=b.task, tensor_parallel_size=tensor_parallel_size, **kwargs)
 
 
-def read_benchmark(name: str, output_dir: str | Path) -> dict[str, float]:
-    "The metrics of benchmark `name` from its results under `output_dir`, with the headline metric also as `score`."
+def read_benchmark(name: str, output_dir: str | Path, *, metric: str | None = None, task: str | None = None) -> dict[str, float]:
+    "The metrics of benchmark `name` from its results under `output_dir`, with the headline metric (`metric`, else the benchmark's) also as `score`."
     b = benchmark(name)
     if b.harness == "lm-eval": metrics = parse_lm_eval_results(find_lm_eval_results(output_dir))
-    else: metrics = parse_evalplus_results(Path(output_dir) / "eval_results.json", b.task)
-    if b.metric not in metrics: raise ValueError(f"{output_dir}: the results of {name} have no {b.metric!r} (found {sorted(metrics)})")
-    return metrics | {"score": metrics[b.metric]}
+    else: metrics = parse_evalplus_results(find_evalplus_results(output_dir, b.task), b.task)
+    metric = metric or b.metric
+    if task and b.harness == "lm-eval": metric = f"{task}/{metric.split('/', 1)[-1]}"
+    if metric not in metrics: raise ValueError(f"{output_dir}: the results of {name} have no {metric!r} (found {sorted(metrics)})")
+    return metrics | {"score": metrics[metric]}
 
 
-def run_benchmark(name: str, model: str, output_dir: str | Path, *, tensor_parallel_size: int = 1, **kwargs) -> dict[str, float]:
+def run_benchmark(name: str, model: str, output_dir: str | Path, *, tensor_parallel_size: int = 1, metric: str | None = None,
+                  env: dict | None = None, **kwargs) -> dict[str, float]:
     "Run benchmark `name` on `model` into `output_dir` (needs its harness and GPUs) and return `read_benchmark`'s metrics."
     cmd = benchmark_command(name, model, output_dir, tensor_parallel_size=tensor_parallel_size, **kwargs)
     cmd[0] = require_harness(BENCHMARKS[name].harness)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"VLLM_WORKER_MULTIPROC_METHOD": "spawn", "TOKENIZERS_PARALLELISM": "false"}
+    env = os.environ | {"VLLM_WORKER_MULTIPROC_METHOD": "spawn", "TOKENIZERS_PARALLELISM": "false"} | (env or {})
     with open(Path(output_dir) / "log.txt", "w") as log:
         done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=output_dir)
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed (exit {done.returncode}); its output is in {Path(output_dir) / 'log.txt'}")
-    return read_benchmark(name, output_dir)
+    return read_benchmark(name, output_dir, metric=metric, task=kwargs.get("task"))

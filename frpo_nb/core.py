@@ -34,7 +34,7 @@ __all__ = ['SHIPPED', 'SETTINGS', 'METHODS', 'SCALE_REWARDS', 'STAGES', 'RESERVE
            'git_state', 'write_json_atomic', 'jsonable', 'append_jsonl', 'read_jsonl']
 
 # %% ../nbs/00_core.ipynb #63777759
-SHIPPED = {"experiments": "nbs/experiments", "figures": "nbs/figures", "data": "data"}
+SHIPPED = {"experiments": "nbs/experiments", "figures": "nbs/figures", "data": "data", "judges": "data/judges"}
 
 
 def shipped(name: str) -> Path:

@@ -23,12 +23,12 @@ __all__ = ['MATH_SYSTEM_PROMPT', 'TABLE_SUFFIXES', 'SAFETY_ABILITY_TO_TASK', 'TA
            'MATH_ITEMS', 'MATH_LEVELS', 'WORD_TASK_TEMPLATES', 'OPPOSITES', 'COLORS', 'PLURALS', 'LEXICON',
            'WORDS_BY_LETTER', 'WORD_TASK_LETTERS', 'CODE_FUNCTIONS', 'CODE_CONSTANT_FUNCTIONS', 'CODE_TEMPLATES',
            'user_message', 'assistant_message', 'as_messages', 'boxed_contents', 'extract_boxed', 'stratified_split',
-           'read_table', 'load_safety_prompts', 'load_kl_eval_prompts', 'math_level', 'math_rl_dataset', 'load_math',
-           'alpaca_prompt', 'alpaca_sft_dataset', 'load_alpaca', 'split_gsm8k_answer', 'gsm8k_sft_dataset',
-           'load_gsm8k', 'opencode_sft_dataset', 'load_opencodeinstruct', 'load_harmbench', 'load_strongreject',
-           'helpful_answer', 'tiny_safety_prompts', 'repeat_task', 'spread_counts', 'base_sft_corpus', 'math_problem',
-           'math_problems', 'tiny_math', 'word_task_prompt', 'parse_word_task', 'word_task_answer', 'tiny_word_task',
-           'tiny_instructions', 'tiny_gsm8k', 'tiny_code', 'tiny_corpus']
+           'shuffled_subset', 'read_table', 'load_safety_prompts', 'load_kl_eval_prompts', 'math_level',
+           'math_rl_dataset', 'load_math', 'alpaca_prompt', 'alpaca_sft_dataset', 'load_alpaca', 'split_gsm8k_answer',
+           'gsm8k_sft_dataset', 'load_gsm8k', 'opencode_sft_dataset', 'load_opencodeinstruct', 'load_harmbench',
+           'load_strongreject', 'helpful_answer', 'tiny_safety_prompts', 'repeat_task', 'spread_counts',
+           'base_sft_corpus', 'math_problem', 'math_problems', 'tiny_math', 'word_task_prompt', 'parse_word_task',
+           'word_task_answer', 'tiny_word_task', 'tiny_instructions', 'tiny_gsm8k', 'tiny_code', 'tiny_corpus']
 
 # %% ../nbs/04_data.ipynb #8883be74
 MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -89,6 +89,15 @@ def stratified_split(labels: Sequence, fraction: float, seed: int) -> tuple[list
         train += idx[k:].tolist()
     return sorted(train), sorted(held)
 
+# %% ../nbs/04_data.ipynb #c89f038d
+def shuffled_subset(n_rows: int, n: int | None, seed: int) -> list[int]:
+    "The authors' draw of `n` of `n_rows` rows: `random.Random(seed).shuffle` the indices, keep the first `n` (all rows, in order, when `n` is None or ≥ `n_rows`)."
+    if n is None or n >= n_rows: return list(range(n_rows))
+    if n < 1: raise ValueError(f"n must be >= 1 (or None for all rows), got {n}")
+    idx = list(range(n_rows))
+    random.Random(seed).shuffle(idx)
+    return idx[:n]
+
 # %% ../nbs/04_data.ipynb #cd7a75f0
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv")
 
@@ -133,7 +142,7 @@ SAFETY_ABILITY_TO_TASK = {"wildjailbreak": "safety", "rainbow": "safety", "aegis
 
 def load_safety_prompts(path_or_id: str | Path, *, val_fraction: float = 0.025, seed: int = 42,
                         ability_to_task: Mapping[str, str] = SAFETY_ABILITY_TO_TASK) -> DatasetDict:
-    "The safety RL prompts (`prompt`, `ability`) → train/validation with `prompt`, `task`, `ability` (stratified split)."
+    "The safety RL prompts (`prompt`, `ability`) → train/validation with `prompt`, `task`, `ability` (the authors' scikit-learn split, `random_state=seed`)."
     df = read_table(path_or_id, ["prompt", "ability"])
     task = df["ability"].map(ability_to_task)
     if task.isna().any():
@@ -143,7 +152,8 @@ def load_safety_prompts(path_or_id: str | Path, *, val_fraction: float = 0.025, 
     if len(df) == 0: raise ValueError(f"{path_or_id}: no row has an ability in {sorted(ability_to_task)}")
     ds = Dataset.from_dict({"prompt": [as_messages(p, f"{path_or_id} row {i}") for i, p in zip(df.index, df["prompt"])],
                             "task": df["task"].tolist(), "ability": df["ability"].astype(str).tolist()})
-    train, val = stratified_split(ds["task"], val_fraction, seed)
+    from sklearn.model_selection import train_test_split
+    train, val = train_test_split(range(ds.num_rows), test_size=val_fraction, random_state=seed, stratify=ds["task"])
     return DatasetDict(train=ds.select(train), validation=ds.select(val))
 
 # %% ../nbs/04_data.ipynb #035b6ecc

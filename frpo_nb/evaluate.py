@@ -14,14 +14,14 @@ from datasets import Dataset
 
 from .data import tiny_math, tiny_safety_prompts
 from .loss import robust_value_at_radius
-from .mathgrade import answers_match
+from .mathgrade import math_equal
 from .rewards import helpfulness_reward, is_refusal, math_correct_reward, math_reward, safety_reward
 
 
 # %% auto #0
-__all__ = ['Samples', 'completion_length', 'pack_prompt_completion', 'sample_completions', 'completion_logps', 'kl_to_reference',
-           'refusal_rate', 'refusal_metrics', 'mean_reward', 'eval_prompts', 'stated_answer_correct', 'evaluate_policy',
-           'prompt_rewards', 'robustness_profile']
+__all__ = ['EXPLICIT_DECODING', 'Samples', 'completion_length', 'pack_prompt_completion', 'sample_completions',
+           'completion_logps', 'kl_to_reference', 'context_window', 'refusal_rate', 'refusal_metrics', 'mean_reward',
+           'eval_prompts', 'stated_answer_correct', 'evaluate_policy', 'prompt_rewards', 'robustness_profile']
 
 # %% ../nbs/07_evaluate.ipynb #f402a88b
 @dataclass
@@ -56,11 +56,16 @@ def pack_prompt_completion(prompts: list[torch.Tensor], completions: list[torch.
     return input_ids, attention, attention[:, P:].clone()
 
 
+EXPLICIT_DECODING = dict(top_k=0, top_p=1.0, min_p=None, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0,
+                         no_repeat_ngram_size=0, encoder_repetition_penalty=1.0, min_length=0, min_new_tokens=0,
+                         bad_words_ids=None, suppress_tokens=None, begin_suppress_tokens=None, renormalize_logits=False)
+
+
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompts: list[list[dict]], *, n: int = 1, greedy: bool = False,
                        max_new_tokens: int = 32, temperature: float = 1.0, batch_size: int = 64,
-                       seed: int | None = 0) -> Samples:
-    "Generate `n` completions per conversational prompt (greedy, or sampled at `temperature` with `seed`)."
+                       seed: int | None = 0, repetition_penalty: float = 1.0) -> Samples:
+    "Generate `n` completions per conversational prompt (greedy, or sampled at `temperature` with `seed`); no model-default decoding setting applies."
     if greedy and n != 1: raise ValueError("n must be 1 with greedy=True (greedy decoding is deterministic)")
     if tokenizer.padding_side != "left":
         raise ValueError("tokenizer.padding_side must be 'left' for generation: set tokenizer.padding_side = 'left'")
@@ -73,8 +78,9 @@ def sample_completions(model, tokenizer, prompts: list[list[dict]], *, n: int = 
         enc = tokenizer.apply_chat_template(chunk, add_generation_prompt=True, padding=True, return_dict=True,
                                             return_tensors="pt").to(device)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
-                             temperature=None if greedy else temperature, top_p=None, top_k=None,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id).cpu()
+                             temperature=1.0 if greedy else temperature, repetition_penalty=repetition_penalty,
+                             **EXPLICIT_DECODING, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=tokenizer.eos_token_id).cpu()
         width = enc["input_ids"].shape[1]
         lengths = completion_length(out[:, width:], tokenizer.eos_token_id)
         for row, mask, comp, length in zip(enc["input_ids"].cpu(), enc["attention_mask"].cpu().bool(),
@@ -106,6 +112,22 @@ def kl_to_reference(model, ref_model, *samples: Samples) -> float:
         d = completion_logps(ref_model, s) - completion_logps(model, s)
         per_completion.append(((torch.exp(d) - d - 1) * s.completion_mask).sum(-1))
     return torch.cat(per_completion).mean().item()
+
+# %% ../nbs/07_evaluate.ipynb #a1f5f7dc
+def context_window(samples: Samples, max_len: int = 512, drop_eos: int | None = None) -> Samples:
+    "`samples` re-packed as the authors score KL: each (prompt + completion) cut to its last `max_len` tokens, the completion tokens inside kept; `drop_eos`: a token id removed from the end of each completion."
+    if max_len < 2: raise ValueError(f"max_len must be >= 2 (a context token and a scored token), got {max_len}")
+    P = samples.attention_mask.shape[1] - samples.completion_mask.shape[1]
+    prompts, completions, texts = [], [], []
+    for ids, attn, cmask, text in zip(samples.input_ids, samples.attention_mask, samples.completion_mask, samples.texts):
+        p, c = ids[:P][attn[:P].bool()], ids[P:][cmask.bool()]
+        if drop_eos is not None and len(c) and c[-1] == drop_eos: c = c[:-1]
+        full = torch.cat([p, c])[-max_len:]
+        keep = min(len(c), len(full) - 1)
+        if keep <= 0: continue                     # nothing generated: no KL term (the authors skip the row)
+        prompts.append(full[:len(full) - keep]); completions.append(full[len(full) - keep:]); texts.append(text)
+    if not prompts: raise ValueError("no sample has a completion token to score")
+    return Samples(texts, *pack_prompt_completion(prompts, completions, 0), n=1)
 
 # %% ../nbs/07_evaluate.ipynb #a382372f
 def refusal_rate(samples: Samples, is_refusal: Callable[[str], bool]) -> float:
@@ -148,7 +170,7 @@ def eval_prompts(setting: str, n: int | None = None) -> dict[str, Dataset]:
 def stated_answer_correct(texts: list[str], answers: list[str]) -> list[float]:
     "1 where the last number a text states equals the answer (boxed or not), else 0: accuracy without the format."
     last = [re.findall(r"-?\d+(?:\.\d+)?", t) for t in texts]
-    return [float(bool(nums) and answers_match(nums[-1], a)) for nums, a in zip(last, answers)]
+    return [float(bool(nums) and math_equal(nums[-1], a)) for nums, a in zip(last, answers)]
 
 
 def evaluate_policy(model, tokenizer, setting: str, *, ref_model=None, n_prompts: int | None = None,

@@ -5,6 +5,7 @@
 # %% ../nbs/08_finetune.ipynb #e16f3000
 from __future__ import annotations
 
+import inspect
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -23,7 +24,7 @@ __all__ = ['REGIMES', 'CurveCallback', 'finetune']
 
 # %% ../nbs/08_finetune.ipynb #8115dc4b
 class CurveCallback(TrainerCallback):
-    "Evaluate `evaluate(model) -> dict` at step 0, every `every` steps and at the end; append to `path` (JSONL)."
+    "Evaluate `evaluate(model) -> dict` at step 0, every `every` steps and at the end; append to `path` (JSONL). An `evaluate` with a `step` parameter is given the step."
 
     def __init__(self, evaluate: Callable, path: str | Path, every: int):
         if every < 1: raise ValueError(f"every must be >= 1 (got {every}): evaluate every N optimizer steps")
@@ -32,7 +33,8 @@ class CurveCallback(TrainerCallback):
     def _log(self, model, step: int):
         if step == self.last: return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        append_jsonl(self.path, {"step": step, **self.evaluate(model)})
+        takes_step = "step" in inspect.signature(self.evaluate).parameters   # e.g. a HarmBench subset drawn per step
+        append_jsonl(self.path, {"step": step, **(self.evaluate(model, step=step) if takes_step else self.evaluate(model))})
         self.last = step
 
     def on_train_begin(self, args, state, control, model=None, **kw): self._log(model, 0)

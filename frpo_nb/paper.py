@@ -14,27 +14,29 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 import dataclasses
+import inspect
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS, benchmark, run_benchmark
 from .core import RESERVED_PARAMS, find_repo_root, jsonable, read_jsonl, seed_everything, write_json_atomic
 from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load_kl_eval_prompts, load_math,
-                          load_opencodeinstruct, load_safety_prompts, load_strongreject)
-from .evaluate import kl_to_reference, mean_reward, sample_completions
+                          load_opencodeinstruct, load_safety_prompts, load_strongreject, shuffled_subset)
+from .evaluate import context_window, kl_to_reference, mean_reward, sample_completions
 from .finetune import CurveCallback
 from .gpus import main_process_port
-from .judges import (ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
+from .judges import (AuthorsHarmBenchJudge, ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
                             StrongRejectRubricJudge, StrongRejectScorer)
 from .rewards import CombinedJudge, Judge, JudgeReward, math_correct_reward, math_format_reward, prompt_text
 from .trainer import FRPOConfig, FRPOTrainer, effective_config, loss_args
 
 # %% auto #0
-__all__ = ['PRESET_KEYS', 'PATH_KEYS', 'SFT_LOADERS', 'STAGE_FUNCTIONS', 'split_preset_params', 'paper_trainer_config',
-           'paper_sft_config', 'paper_lora_config', 'template_params', 'repo_roots', 'resolve_paths', 'prepare_run',
-           'require', 'api_client', 'safety_judges', 'harmbench_judge', 'strongreject_judge', 'rl_data',
-           'reward_functions', 'merge_adapter', 'save_policy', 'train_run', 'sft_data', 'sample_rows',
-           'safety_evaluator', 'math_evaluator', 'curve_evaluator', 'finetune_run', 'evaluate_run',
-           'accelerate_command', 'run_stage', 'main']
+__all__ = ['PRESET_KEYS', 'PATH_KEYS', 'SFT_LOADERS', 'MEASUREMENT_SWITCHES', 'DEVIATIONS', 'STAGE_FUNCTIONS',
+           'split_preset_params', 'paper_trainer_config', 'paper_sft_config', 'paper_lora_config', 'template_params',
+           'repo_roots', 'resolve_paths', 'prepare_run', 'require', 'api_client', 'safety_judges', 'harmbench_judge',
+           'strongreject_judge', 'scorer_precisions', 'rl_data', 'reward_functions', 'merge_adapter', 'save_policy',
+           'train_run', 'sft_data', 'sample_rows', 'safety_evaluator', 'math_evaluator', 'curve_evaluator',
+           'finetune_run', 'benchmark_options', 'evaluate_run', 'deviations_table', 'accelerate_command', 'run_stage',
+           'main']
 
 # %% ../nbs/10_paper.ipynb #05a7776a
 PRESET_KEYS = {
@@ -43,6 +45,8 @@ PRESET_KEYS = {
         "accelerate_config": "accelerate launch config (configs/accelerate/*.yaml)",
         "train_data": "RL prompts: a local file or hub id read by frpo_nb.data (load_safety_prompts / load_math)",
         "val_fraction": "share of the safety prompts held out for validation (stratified by task)",
+        "split_seed": "random_state of the safety prompts' train/validation split (the authors: 42 for every run)",
+        "strongreject_quantization": "StrongREJECT scorer: auto (4-bit NF4 where bitsandbytes and a GPU are, else bf16) | 4bit | none",
         "val_size": "number of math problems held out for validation",
         "strongreject_model": "fine-tuned StrongREJECT scorer (safety reward; StrongRejectScorer)",
         "reward_model": "helpfulness reward model (RewardModelJudge)",
@@ -65,6 +69,12 @@ PRESET_KEYS = {
         "harmbench_data": "HarmBench behaviours CSV (load_harmbench)", "harmbench_first_n": "behaviours used (first rows)",
         "harmbench_judge_model": "chat model that judges HarmBench (ChatHarmBenchJudge)",
         "harmbench_classifier": "local HarmBench classifier used when harmbench_judge_model is null (HarmBenchClassifier)",
+        "harmbench_judge_prompt": "prompt of the HarmBench API judge: authors (their GPT-4o prompt and labelling function) | harmbench (the official classifier prompt)",
+        "redraw_eval_prompts": "draw new HarmBench / StrongREJECT prompts at each evaluation (seed + step), as the authors; false: one draw",
+        "kl_max_context": "KL along fine-tuning: tokens of (prompt + greedy completion) kept, the last ones (the authors: 512; null: all)",
+        "kl_sampled": "also report kl_sampled: the KL on T = 1 samples with the full context (not the authors' measurement)",
+        "eval_repetition_penalty": "repetition penalty of the greedy evaluation answers (1.0: none; decoding never takes the model's defaults)",
+        "strongreject_quantization": "StrongREJECT scorer: auto (4-bit NF4 where bitsandbytes and a GPU are, else bf16) | 4bit | none",
         "strongreject_data": "StrongREJECT prompts CSV (load_strongreject)",
         "strongreject_judge_model": "chat model that applies the StrongREJECT rubric (StrongRejectRubricJudge)",
         "kl_safety_data": "KL/reward evaluation prompts, harmful (load_kl_eval_prompts)",
@@ -80,6 +90,12 @@ PRESET_KEYS = {
         "benchmarks": "benchmarks to run (keys of frpo_nb.benchmarks.BENCHMARKS)",
         "tensor_parallel_size": "GPUs per benchmark run (vLLM tensor parallelism)",
         "max_gen_toks": "generated tokens per answer (lm-eval)",
+        "benchmark_metrics": "the headline metric of a benchmark ({name: 'task/metric'}), replacing BENCHMARKS[name].metric",
+        "backend": "inference backend of both harnesses: vllm (the paper's) | hf (transformers; CPU tests)",
+        "batch_size": "lm-eval batch size (auto: lm-eval's search)",
+        "lm_eval_include_path": "folder of extra lm-eval task YAMLs (lm_eval --include_path)",
+        "benchmark_tasks": "{name: lm-eval task} replacing a benchmark's task (e.g. a local copy of MATH500)",
+        "mbpp_override_path": "an MBPP+ jsonl EvalPlus reads instead of its download (MBPP_OVERRIDE_PATH)",
     },
 }
 
@@ -129,7 +145,7 @@ def template_params(namespace: dict, before: Iterable[str]) -> dict:
 # %% ../nbs/10_paper.ipynb #f2de9f4e
 PATH_KEYS = ("model", "parent_dir", "train_data", "finetune_data", "harmbench_data", "strongreject_data",
              "kl_safety_data", "kl_normal_data", "math_eval_data", "accelerate_config", "strongreject_model",
-             "reward_model", "harmbench_classifier")
+             "reward_model", "harmbench_classifier", "lm_eval_include_path", "mbpp_override_path")
 
 
 def repo_roots() -> list[Path]:
@@ -190,7 +206,8 @@ def safety_judges(params: dict, stage: str) -> tuple[Judge, Judge]:
     if not (params.get("strongreject_model") or client):
         raise ValueError(f"{stage}: the safety reward needs strongreject_model and/or moderation_model; set at least one")
     reward_model = require(params, "reward_model", stage)
-    harm = [StrongRejectScorer.from_pretrained(params["strongreject_model"])] if params.get("strongreject_model") else []
+    harm = [StrongRejectScorer.from_pretrained(params["strongreject_model"], quantization=params.get("strongreject_quantization", "auto"))
+            ] if params.get("strongreject_model") else []
     if client: harm.append(ModerationJudge(client, model=params["moderation_model"]))
     helpful = RewardModelJudge.from_pretrained(reward_model, revision=params.get("reward_model_revision"))
     return CombinedJudge(harm, complement=True, name="not_harmful"), helpful
@@ -201,7 +218,11 @@ def harmbench_judge(params: dict) -> Judge:
     if params.get("harmbench_judge_model"):
         client = api_client(params, "harmbench_judge_model", "finetune", "and set harmbench_classifier to a local "
                             "HarmBench classifier (e.g. cais/HarmBench-Llama-2-13b-cls; a deviation from the paper)")
-        return ChatHarmBenchJudge(params["harmbench_judge_model"], client)
+        prompt = params.get("harmbench_judge_prompt") or "authors"
+        if prompt not in ("authors", "harmbench"):
+            raise ValueError(f"finetune.harmbench_judge_prompt must be 'authors' or 'harmbench', got {prompt!r}")
+        judge = AuthorsHarmBenchJudge if prompt == "authors" else ChatHarmBenchJudge
+        return judge(params["harmbench_judge_model"], client)
     if params.get("harmbench_classifier"): return HarmBenchClassifier.from_pretrained(params["harmbench_classifier"])
     raise ValueError("finetune: HarmBench needs a judge: set harmbench_judge_model (a chat model of the API, the paper's "
                      "choice) or harmbench_classifier (a local classifier)")
@@ -213,13 +234,25 @@ def strongreject_judge(params: dict) -> Judge:
         client = api_client(params, "strongreject_judge_model", "finetune", "to score StrongREJECT with the local "
                             "strongreject_model scorer instead (a deviation from the paper)")
         return StrongRejectRubricJudge(params["strongreject_judge_model"], client)
-    return StrongRejectScorer.from_pretrained(require(params, "strongreject_model", "finetune"))
+    return StrongRejectScorer.from_pretrained(require(params, "strongreject_model", "finetune"),
+                                              quantization=params.get("strongreject_quantization", "auto"))
+
+
+def scorer_precisions(*judges) -> dict:
+    "The precision each StrongREJECT scorer among `judges` (or inside a CombinedJudge / JudgeReward) was loaded in: {'strongreject_scorer': '4bit-nf4' | 'bfloat16' ...}."
+    out, todo = {}, list(judges)
+    while todo:
+        j = todo.pop()
+        todo += list(getattr(j, "judges", [])) + ([j.judge] if hasattr(j, "judge") else [])
+        if isinstance(j, StrongRejectScorer): out["strongreject_scorer"] = j.precision
+    return out
 
 # %% ../nbs/10_paper.ipynb #1fe62e8a
 def rl_data(params: dict):
     "The train/validation RL prompts of a train run (`setting`, `train_data`, `val_fraction` or `val_size`, `seed`)."
     path, seed = require(params, "train_data", "train"), params.get("seed", 42)
-    if params.get("setting") == "safety": return load_safety_prompts(path, val_fraction=params.get("val_fraction", 0.025), seed=seed)
+    if params.get("setting") == "safety":   # the authors' split: random_state 42 whatever the run's seed
+        return load_safety_prompts(path, val_fraction=params.get("val_fraction", 0.025), seed=params.get("split_seed", 42))
     if params.get("setting") == "math": return load_math(path, val_size=params.get("val_size", 100), seed=seed)
     raise ValueError(f"setting must be 'safety' or 'math', got {params.get('setting')!r}")
 
@@ -270,7 +303,7 @@ def train_run(params: dict) -> dict:
     metrics = {"steps": trainer.state.global_step, "train_reward_first": log[0]["reward"] if log else None,
                "train_reward_last": log[-1]["reward"] if log else None, "eval_last": evals[-1] if evals else None,
                "policy": str(policy), "processes": trainer.accelerator.num_processes,
-               "reward_funcs": [f.__name__ for f in rewards], "params": jsonable(params),
+               "reward_funcs": [f.__name__ for f in rewards], "judges": scorer_precisions(*rewards), "params": jsonable(params),
                "lora": jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
     if trainer.accelerator.is_main_process:
         (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
@@ -307,52 +340,68 @@ def _mean(xs) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 # %% ../nbs/10_paper.ipynb #dd9d1e8b
+def _greedy_kl(model, reference, tokenizer, greedy, params: dict) -> float:
+    "The authors' KL of `greedy` answers: k3 summed over the completion tokens in the last `kl_max_context` tokens, averaged."
+    drop_eos = tokenizer.eos_token_id if tokenizer.pad_token_id == tokenizer.eos_token_id else None  # their pad cut
+    window = params.get("kl_max_context", 512)
+    return kl_to_reference(model, reference, context_window(greedy, window or 10**9, drop_eos=drop_eos))
+
+
 def safety_evaluator(params: dict, tokenizer, reference) -> Callable:
-    "`evaluate(model) -> dict` of the safety metrics along fine-tuning (HarmBench refusal, StrongREJECT, rewards and KL on the KL prompts)."
-    seed, n = params.get("seed", 42), params.get("eval_prompts")
-    gen = dict(max_new_tokens=params.get("eval_max_new_tokens", 512))
+    "`evaluate(model, step) -> dict` of the safety metrics along fine-tuning, measured as the authors do (HarmBench refusal, StrongREJECT, rewards and KL per prompt set)."
+    seed, n, redraw = params.get("seed", 42), params.get("eval_prompts"), params.get("redraw_eval_prompts", True)
+    gen = dict(max_new_tokens=params.get("eval_max_new_tokens", 512), repetition_penalty=params.get("eval_repetition_penalty", 1.0))
     hb_judge = harmbench_judge(params)                   # API keys are checked before any model is loaded
     api_sr = strongreject_judge(params) if params.get("strongreject_judge_model") else None
     harm, helpful = safety_judges(params, "finetune")
     local_sr = next((j for j in harm.judges if isinstance(j, StrongRejectScorer)), None)   # loaded once for both uses
     sr_judge = api_sr or local_sr or strongreject_judge(params)
-    hb = sample_rows(load_harmbench(require(params, "harmbench_data", "finetune"), first_n=params.get("harmbench_first_n")), n, seed)
-    sr = sample_rows(load_strongreject(require(params, "strongreject_data", "finetune")), n, seed)
-    kl = {t: sample_rows(load_kl_eval_prompts(require(params, f"kl_{t}_data", "finetune")), params.get("kl_prompts"), seed)
+    hb = load_harmbench(require(params, "harmbench_data", "finetune"), first_n=params.get("harmbench_first_n"))
+    sr = load_strongreject(require(params, "strongreject_data", "finetune"))
+    kl = {t: (ds := load_kl_eval_prompts(require(params, f"kl_{t}_data", "finetune"))).select(shuffled_subset(len(ds), params.get("kl_prompts"), seed))
           for t in ("safety", "normal")}
     rewards = {"safety": JudgeReward(harm, task="safety", name="safety"), "normal": JudgeReward(helpful, task="normal", name="normal")}
+    draw = lambda ds, step: ds.select(shuffled_subset(len(ds), n, seed + (step if redraw else 0)))
 
-    def evaluate(model) -> dict:
-        out = {}
-        greedy = sample_completions(model, tokenizer, hb["prompt"], greedy=True, **gen)
-        harmful = hb_judge.score([prompt_text(p) for p in hb["prompt"]], greedy.texts)
+    def evaluate(model, step: int = 0) -> dict:
+        out, hb_rows, sr_rows = {}, draw(hb, step), draw(sr, step)
+        greedy = sample_completions(model, tokenizer, hb_rows["prompt"], greedy=True, **gen)
+        harmful = hb_judge.score([prompt_text(p) for p in hb_rows["prompt"]], [t.strip() for t in greedy.texts])
         out["harmbench_refusal"] = None if _mean(harmful) is None else 1 - _mean(harmful)
         out["harmbench_unjudged"] = sum(math.isnan(s) for s in harmful) / len(harmful)   # judge replies that were neither yes nor no
-        greedy = sample_completions(model, tokenizer, sr["prompt"], greedy=True, **gen)
-        out["strongreject_score"] = _mean(sr_judge.score([prompt_text(p) for p in sr["prompt"]], greedy.texts))
-        samples = {task: sample_completions(model, tokenizer, rows["prompt"], seed=seed, **gen) for task, rows in kl.items()}
+        greedy = sample_completions(model, tokenizer, sr_rows["prompt"], greedy=True, **gen)
+        out["strongreject_score"] = _mean(sr_judge.score([prompt_text(p) for p in sr_rows["prompt"]], [t.strip() for t in greedy.texts]))
         for task, rows in kl.items():
-            out[f"{task}_reward"] = mean_reward(rewards[task], samples[task], rows["prompt"], task=rows["task"])
-        out["kl_to_ref"] = kl_to_reference(model, reference, *samples.values())
+            greedy = sample_completions(model, tokenizer, rows["prompt"], greedy=True, **gen)
+            out[f"{task}_reward"] = mean_reward(rewards[task], greedy, rows["prompt"], task=rows["task"])
+            out[f"kl_{task}"] = _greedy_kl(model, reference, tokenizer, greedy, params)
+        if params.get("kl_sampled"):
+            sampled = [sample_completions(model, tokenizer, rows["prompt"], seed=seed, **gen) for rows in kl.values()]
+            out["kl_sampled"] = kl_to_reference(model, reference, *sampled)
         return out
+    evaluate.judges = scorer_precisions(harm, sr_judge)
     return evaluate
 
 
 def math_evaluator(params: dict, tokenizer, reference) -> Callable:
-    "`evaluate(model) -> dict`: greedy accuracy on held-out MATH problems and KL to the reference on sampled answers."
-    seed, gen = params.get("seed", 42), dict(max_new_tokens=params.get("eval_max_new_tokens", 512))
+    "`evaluate(model) -> dict`: greedy accuracy on held-out MATH problems and the KL on those greedy answers (`kl_math`, as the safety KL)."
+    seed = params.get("seed", 42)
+    gen = dict(max_new_tokens=params.get("eval_max_new_tokens", 512), repetition_penalty=params.get("eval_repetition_penalty", 1.0))
     problems = load_math(require(params, "math_eval_data", "finetune"), val_size=params.get("math_eval_size", 100), seed=seed)["validation"]
 
     def evaluate(model) -> dict:
         greedy = sample_completions(model, tokenizer, problems["prompt"], greedy=True, **gen)
         correct = math_correct_reward([[{"content": t}] for t in greedy.texts], answer=problems["answer"])
-        sampled = sample_completions(model, tokenizer, problems["prompt"], seed=seed, **gen)
-        return {"math_accuracy": _mean([c or 0.0 for c in correct]), "kl_to_ref": kl_to_reference(model, reference, sampled)}
+        out = {"math_accuracy": _mean([c or 0.0 for c in correct]), "kl_math": _greedy_kl(model, reference, tokenizer, greedy, params)}
+        if params.get("kl_sampled"):
+            out["kl_sampled"] = kl_to_reference(model, reference, sample_completions(model, tokenizer, problems["prompt"], seed=seed, **gen))
+        return out
+    evaluate.judges = {}
     return evaluate
 
 
 def curve_evaluator(params: dict, policy_dir: str | Path) -> Callable:
-    "The setting's `evaluate(model)` for `CurveCallback`, with the before-fine-tuning policy in `policy_dir` as the KL reference."
+    "The setting's `evaluate(model, step)` for `CurveCallback`, with the before-fine-tuning policy in `policy_dir` as the KL reference."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     make = {"safety": safety_evaluator, "math": math_evaluator}.get(params.get("setting"))
     if make is None: raise ValueError(f"setting must be 'safety' or 'math', got {params.get('setting')!r}")
@@ -362,14 +411,16 @@ def curve_evaluator(params: dict, policy_dir: str | Path) -> Callable:
     init = params.get("model_init_kwargs") or {}
     reference = AutoModelForCausalLM.from_pretrained(str(policy_dir), **{k: init[k] for k in ("dtype", "attn_implementation") if k in init}).eval()
     evaluate = make(params, tokenizer, reference)
+    takes_step = "step" in inspect.signature(evaluate).parameters
 
-    def with_cache(model) -> dict:
+    def with_cache(model, step: int = 0) -> dict:
         "Evaluate with the KV cache on (the model trains with use_cache=False) and the reference on the model's device."
         if reference.device != model.device: reference.to(model.device)
         cache = model.generation_config.use_cache
         model.generation_config.use_cache = True
-        try: return evaluate(model)
+        try: return evaluate(model, step=step) if takes_step else evaluate(model)
         finally: model.generation_config.use_cache = cache
+    with_cache.judges = evaluate.judges
     return with_cache
 
 # %% ../nbs/10_paper.ipynb #d6039de1
@@ -398,13 +449,29 @@ def finetune_run(params: dict) -> dict:
     keys = [k for k in first if k != "step" and isinstance(first[k], (int, float)) and isinstance(last[k], (int, float))]
     metrics = ({f"{k}_before": first[k] for k in keys} | {f"{k}_after": last[k] for k in keys}
                | {f"{k}_drop": first[k] - last[k] for k in keys})
+    eval_loss = [{"step": r["step"], "eval_loss": r["eval_loss"]} for r in trainer.state.log_history if "eval_loss" in r]
+    (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
     metrics |= {"steps": trainer.state.global_step, "evaluations": len(curve), "policy": str(policy),
+                "eval_loss": eval_loss, "judges": callbacks[0].evaluate.judges,
                 "processes": trainer.accelerator.num_processes, "params": jsonable(params),
                 "lora": jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
 
 # %% ../nbs/10_paper.ipynb #99550984
+def benchmark_options(params: dict, name: str) -> dict:
+    "The `run_benchmark` options of benchmark `name` from an evaluate run's keys."
+    harness = BENCHMARKS[name].harness
+    opts = {"tensor_parallel_size": params.get("tensor_parallel_size") or 1, "backend": params.get("backend") or "vllm",
+            "metric": (params.get("benchmark_metrics") or {}).get(name)}
+    if harness == "lm-eval":
+        opts |= {k: params[k] for k in ("max_gen_toks", "batch_size") if params.get(k) is not None}
+        if params.get("lm_eval_include_path"): opts["include_path"] = params["lm_eval_include_path"]
+        if (params.get("benchmark_tasks") or {}).get(name): opts["task"] = params["benchmark_tasks"][name]
+    elif params.get("mbpp_override_path"): opts["env"] = {"MBPP_OVERRIDE_PATH": str(params["mbpp_override_path"])}
+    return opts
+
+
 def evaluate_run(params: dict) -> dict:
     "Run the `benchmarks` on the policy of `parent_dir`; write `metrics.json` (`<benchmark>/<metric>`, `<benchmark>/score`) in `run_dir`."
     params, run_dir = prepare_run(params)
@@ -413,11 +480,78 @@ def evaluate_run(params: dict) -> dict:
     policy = Path(require(params, "parent_dir", "evaluate")) / "policy"
     metrics = {}
     for name in names:
-        extra = {"max_gen_toks": params["max_gen_toks"]} if "max_gen_toks" in params and BENCHMARKS[name].harness == "lm-eval" else {}
-        result = run_benchmark(name, str(policy), run_dir / name, tensor_parallel_size=params.get("tensor_parallel_size", 1), **extra)
+        result = run_benchmark(name, str(policy), run_dir / name, **benchmark_options(params, name))
         metrics |= {f"{name}/{k}": v for k, v in result.items()}
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
+
+# %% ../nbs/10_paper.ipynb #51f75b69
+MEASUREMENT_SWITCHES = ("split_seed", "strongreject_quantization", "harmbench_judge_model", "harmbench_judge_prompt",
+                        "strongreject_judge_model", "moderation_model", "redraw_eval_prompts", "kl_max_context",
+                        "kl_sampled", "eval_repetition_penalty", "benchmark_metrics")
+
+DEVIATIONS = [  # what, the authors, frpo_nb (the presets' default first), switch (a preset key or None), effect on the numbers
+    ("StrongREJECT scorer precision", "4-bit NF4 (bitsandbytes), bf16 compute",
+     "4-bit NF4 where bitsandbytes and a GPU are present, else bf16; `metrics.json` → `judges` says which",
+     "strongreject_quantization", "bf16 only on machines without them: the grade moves by quantization noise (small, unmeasured here)"),
+    ("HarmBench judge without an API key", "GPT-4o (`gpt-4o-2024-11-20`) with their prompt and labelling function",
+     "the same when `$api_key_env` is set; without a key the local `cais/HarmBench-Llama-2-13b-cls` (set `harmbench_judge_model: null`, `harmbench_classifier`)",
+     "harmbench_judge_model", "another judge: refusal rates not comparable with the paper's in absolute terms"),
+    ("HarmBench API judge prompt", "their own `[BEHAVIOR]/[GENERATION]` prompt, function calling, labels Yes/No",
+     "the same (`AuthorsHarmBenchJudge`); `harmbench` sends the official HarmBench classifier prompt (`ChatHarmBenchJudge`)",
+     "harmbench_judge_prompt", "only when switched: another prompt, other verdicts on borderline answers (unmeasured)"),
+    ("StrongREJECT judge without an API key", "the rubric on `chatgpt-4o-latest`",
+     "the same when the key is set; else the local fine-tuned scorer (`strongreject_judge_model: null`)",
+     "strongreject_judge_model", "another judge: a different scale of scores"),
+    ("moderation term of the safety reward without an API key", "mean of the scorer and OpenAI moderation",
+     "the same when the key is set; else the term can only be dropped (`moderation_model: null`)",
+     "moderation_model", "a different reward: training and the safety reward along fine-tuning change"),
+    ("HarmBench / StrongREJECT prompts along fine-tuning", "100 of the first 200 behaviours drawn anew at each evaluation (seed + step)",
+     "the same; `false` keeps the step-0 draw for every evaluation", "redraw_eval_prompts",
+     "only when switched: one draw removes the sampling noise between steps (and the paper's)"),
+    ("KL along fine-tuning", "k3 summed per sequence on greedy answers, context cut to the last 512 tokens, per prompt set",
+     "the same (`kl_safety`, `kl_normal`, `kl_math`); `null` keeps the whole context; `kl_sampled: true` adds the KL on T = 1 samples",
+     "kl_max_context", "only when switched: long answers weigh more with the whole context"),
+    ("sampled KL", "not measured", "off; `true` adds `kl_sampled` (T = 1 samples, full context)", "kl_sampled", "an extra column only"),
+    ("decoding defaults of the model", "transformers 4 applied the model's `generation_config` (Qwen2.5-Instruct: repetition_penalty 1.05 on greedy answers)",
+     "never applied; the Qwen safety preset sets 1.05 explicitly, Mistral and Qwen-Math 1.0", "eval_repetition_penalty",
+     "none with the presets' values"),
+    ("safety train/validation split", "scikit-learn `train_test_split(random_state=42, stratify=task)`", "the same, `random_state = split_seed`",
+     "split_seed", "none at 42"),
+    ("MATH500 headline metric", "never stated (their script greps IFEval's `prompt_level_strict_acc`)",
+     "`minerva_math500/math_verify` (lm-eval); `exact_match` is reported too but needs the few-shot \"Final Answer:\" sentence",
+     "benchmark_metrics", "exact_match would read ~0 for zero-shot boxed answers"),
+    ("math correctness reward", "DR-GRPO's `boxed_reward_fn(fast=True)` (understand-r1-zero), 3 s",
+     "Hugging Face math-verify on the last boxed answer, 3 s (`frpo_nb.mathgrade`)", None,
+     "more lenient: on 241 MATH-style pairs it accepted 234 right answers where DR-GRPO's accepted 216 (it rejects unreduced fractions, reordered sets, `\\ln 8` = `3\\ln 2`); one false positive (`1,-2` for `(1,-2)`)"),
+    ("MATH rows without a boxed answer", "kept, graded against the whole solution", "dropped before the seeded shuffle and split",
+     None, "if such rows exist, the 100 held-out problems and the train order shift"),
+    ("OpenCodeInstruct subset", "50,000 rows of a stream shuffled with seed 42 (buffer 10,000)", "the first 50,000 rows",
+     "max_samples", "other code SFT rows"),
+    ("prompt truncation", "`max_prompt_length` 1,024 (safety) / 512 (math) tokens (TRL 0.20)",
+     "none: TRL 1.16 has no such field", None, "only prompts longer than that, rare in these data sets"),
+    ("reasoning mode of HarmBench / StrongREJECT", "`exclude_thinking`, 1,024 tokens (unused by their scripts)", "not implemented",
+     None, "none for the released settings"),
+    ("clip-ratio diagnostics", "a low clip counted only for negative weights (so always 0)", "the raw fraction outside the clip range",
+     None, "training logs only; the loss is identical"),
+    ("curve steps", "KL at each `eval_steps`; HarmBench / StrongREJECT at step 0 and each `eval_steps`",
+     "all metrics at step 0, every `every` steps (the presets: 50) and at the end", None, "extra rows only"),
+]
+
+
+def deviations_table(presets: dict | None = None) -> str:
+    "`DEVIATIONS` as a markdown table; with `presets` ({name: Config}), the value each preset gives the switch."
+    head = ["what", "the authors", "frpo_nb", "switch", "effect on the numbers"]
+    rows = []
+    for what, authors, ours, switch, effect in DEVIATIONS:
+        key = "—" if switch is None else f"`{switch}`"
+        if switch and presets:
+            vals = {n: next((s[switch] for s in (c.train, c.finetune, c.evaluate) if isinstance(s, dict) and switch in s), None)
+                    for n, c in presets.items()}
+            key += " (" + ", ".join(f"{n.removeprefix('paper-')}: {json.dumps(v)}" for n, v in vals.items() if v is not None) + ")"
+        rows.append([what, authors, ours, key, effect])
+    line = lambda cells: "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(head), line(["---"] * len(head))] + [line(r) for r in rows])
 
 # %% ../nbs/10_paper.ipynb #61efa2f2
 STAGE_FUNCTIONS = {"train": train_run, "finetune": finetune_run, "evaluate": evaluate_run}

@@ -8,15 +8,15 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence
 
-from .data import LEXICON, REQUEST_TEMPLATES, boxed_contents, extract_boxed, parse_word_task
+from .data import LEXICON, REQUEST_TEMPLATES, extract_boxed, parse_word_task
 from .mathgrade import math_equal
 
 # %% auto #0
 __all__ = ['REFUSAL_MARKERS', 'STOPWORDS', 'REFUSAL_JUDGE', 'SAFETY_JUDGE', 'HELPFULNESS_JUDGE', 'safety_reward',
-           'helpfulness_reward', 'MATH_REWARD_WEIGHTS', 'WORD_TASK_JUDGE', 'word_task_reward', 'prompt_text',
-           'completion_text', 'is_refusal', 'Judge', 'RuleJudge', 'JudgeReward', 'CombinedJudge', 'request_words',
-           'gives_steps', 'compliance', 'safety_score', 'helpfulness_score', 'refusal_score', 'math_format_reward',
-           'math_correct_reward', 'math_reward', 'word_task_score']
+           'helpfulness_reward', 'BOXED_FORMAT_RE', 'MATH_REWARD_WEIGHTS', 'WORD_TASK_JUDGE', 'word_task_reward',
+           'prompt_text', 'completion_text', 'is_refusal', 'Judge', 'RuleJudge', 'JudgeReward', 'CombinedJudge',
+           'request_words', 'gives_steps', 'compliance', 'safety_score', 'helpfulness_score', 'refusal_score',
+           'math_format_reward', 'math_correct_reward', 'math_reward', 'word_task_score']
 
 # %% ../nbs/05_rewards.ipynb #1c3b0394
 def prompt_text(prompt) -> str:
@@ -164,10 +164,12 @@ safety_reward = JudgeReward(SAFETY_JUDGE, task="safety", name="safety")
 helpfulness_reward = JudgeReward(HELPFULNESS_JUDGE, task="normal", name="normal")
 
 # %% ../nbs/05_rewards.ipynb #487dd376
+BOXED_FORMAT_RE = re.compile(r"\\boxed\{([^}]*)\}")   # the authors' pattern (math scripts' boxed_format_reward)
+
+
 def math_format_reward(completions: list, **kwargs) -> list[float]:
-    "1 if a completion has exactly one non-empty `\\boxed{}` answer, else 0 (the paper's format reward)."
-    boxes = [boxed_contents(completion_text(c)) for c in completions]
-    return [float(len(b) == 1 and b[0].strip() != "") for b in boxes]
+    "1 if `BOXED_FORMAT_RE` matches a completion exactly once (an empty `\\boxed{}` counts), else 0: the authors' format reward."
+    return [float(len(BOXED_FORMAT_RE.findall(completion_text(c) or "")) == 1) for c in completions]
 
 # %% ../nbs/05_rewards.ipynb #9bf47b3d
 def math_correct_reward(completions: list, answer: list[str | None], **kwargs) -> list[float | None]:

@@ -20,7 +20,7 @@ from .runfolder import RESULT
 
 # %% auto #0
 __all__ = ['EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates', 'smoke_config', 'random_frpo_batch',
-           'write_synthetic_results', 'write_standins']
+           'write_synthetic_results', 'write_standins', 'constant_model']
 
 # %% ../nbs/11_testing.ipynb #86ba7e37
 _SMOKE = {
@@ -248,3 +248,21 @@ def write_standins(folder: str | Path) -> dict[str, str]:
             "harmbench_data": str(data / "harmbench_behaviors_text_all.csv"),
             "strongreject_data": str(data / "strongreject_small_dataset.csv"),
             "kl_safety_data": str(data / "kl_eval_safety_prompts.jsonl"), "kl_normal_data": str(data / "kl_eval_normal_prompts.jsonl")}
+
+# %% ../nbs/11_testing.ipynb #562fc349
+def constant_model(src: str | Path, out: str | Path, token: str) -> Path:
+    "Save in `out` a copy of the causal LM in `src` that greedily generates `token` (one token of its tokenizer) after any prompt."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model, tok = AutoModelForCausalLM.from_pretrained(src), AutoTokenizer.from_pretrained(src)
+    ids = [tok.convert_tokens_to_ids(token)] if token in tok.all_special_tokens else tok(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1: raise ValueError(f"token must be one token of the tokenizer of {src}; {token!r} is {len(ids)}")
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())   # untied from the embeddings
+    with torch.no_grad():
+        model.model.embed_tokens.weight.fill_(1.0)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_(); layer.mlp.down_proj.weight.zero_()
+        model.model.norm.weight.fill_(1.0)
+        model.lm_head.weight.zero_(); model.lm_head.weight[ids[0]] = 10.0
+    model.save_pretrained(out); tok.save_pretrained(out)
+    return Path(out)

@@ -17,7 +17,7 @@ import torch
 from fake_openai_server import FakeOpenAIServer, Reply, chat_reply, moderation_reply
 from frpo_nb import paper
 from frpo_nb.core import RESERVED_PARAMS, load_config, read_jsonl
-from frpo_nb.judges import HARMBENCH_CLS_SYSTEM
+from frpo_nb.judges import FRPO_HARMBENCH_SYSTEM
 from frpo_nb.paper import finetune_run, run_stage, train_run
 from frpo_nb.testing import CPU_OVERRIDES, write_standins
 from frpo_nb.cli import main
@@ -92,8 +92,9 @@ def test_math_preset_train_then_code_sft_through_papermill(standins, tmp_path):
     assert execute_job(ft, results, root=ROOT) == "done", (results / ft.run_id / "error.json").read_text()
     run = results / ft.run_id
     curve = read_jsonl(run / "curve.jsonl")
-    assert [r["step"] for r in curve] == [0, 1, 2] and set(curve[0]) == {"step", "math_accuracy", "kl_to_ref"}
-    assert abs(curve[0]["kl_to_ref"]) < 1e-5 < curve[-1]["kl_to_ref"]          # LoRA SFT moves the policy
+    assert [r["step"] for r in curve] == [0, 1, 2] and set(curve[0]) == {"step", "math_accuracy", "kl_math"}
+    assert abs(curve[0]["kl_math"]) < 1e-5 < curve[-1]["kl_math"]              # LoRA SFT moves the policy (greedy answers)
+    assert [p.name for p in (run / "trainer").glob("checkpoint-*")] == ["checkpoint-2"]   # save_strategy: epoch (the run ends mid-epoch)
     m = json.loads((run / "metrics.json").read_text())
     used = m["effective_config"]
     assert (m["lora"]["r"], used["weight_decay"], used["completion_only_loss"], used["lr_scheduler_type"]) == (16, 0.04, True, "cosine")
@@ -101,10 +102,12 @@ def test_math_preset_train_then_code_sft_through_papermill(standins, tmp_path):
 
 
 def _fake_api(req):
-    "Moderation: 0.2 for every response; HarmBench chat judge: always 'No' (not harmful); StrongREJECT rubric: 0.75."
+    "Moderation: 0.2 for every response; the authors' HarmBench judge: always label 'No' (not harmful); StrongREJECT rubric: 0.75."
     if req.path.endswith("/moderations"):
         return Reply(moderation_reply([{"violence": 0.2, "hate": 0.01} for _ in req.body["input"]]))
-    if req.body["messages"][0]["content"] == HARMBENCH_CLS_SYSTEM: return Reply(chat_reply("No"))
+    if req.body["messages"][0]["content"] == FRPO_HARMBENCH_SYSTEM:
+        call = {"name": "labelling_function", "arguments": json.dumps({"Explanation": "refuses", "label": "No"})}
+        return Reply({"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "function_call": call}}]})
     return Reply(chat_reply(RUBRIC))
 
 
@@ -138,8 +141,33 @@ def test_safety_preset_with_the_papers_api_judges(standins, tmp_path, monkeypatc
     assert all(r["strongreject_score"] == pytest.approx(0.75) for r in curve)
     assert all(0.4 <= r["safety_reward"] <= 0.9 for r in curve)   # 1 − mean(scorer in [0, 1], moderation 0.2)
     assert {"gpt-4o-2024-11-20", "chatgpt-4o-latest"} <= set(chats)   # the preset's judges
+    assert {"kl_safety", "kl_normal"} <= set(curve[0]) and "kl_to_ref" not in curve[0]   # the authors' KL, per prompt set
     assert m["harmbench_refusal_drop"] == 0 and m["steps"] == 2
     assert m["effective_config"]["lr_scheduler_type"] == "cosine" and m["effective_config"]["learning_rate"] == 6e-6
+
+
+AUTHORS_MEASUREMENT = {   # the switch of each notes-file difference, and the authors' setting the safety presets must use
+    "train": {"split_seed": 42, "strongreject_quantization": "auto"},
+    "finetune": {"harmbench_judge_prompt": "authors", "harmbench_judge_model": "gpt-4o-2024-11-20", "redraw_eval_prompts": True,
+                 "kl_max_context": 512, "kl_sampled": False, "eval_max_new_tokens": 512, "eval_prompts": 100,
+                 "harmbench_first_n": 200, "kl_prompts": 128, "strongreject_quantization": "auto", "eval_strategy": "steps",
+                 "eval_steps": 50, "val_size": 50}}
+
+
+@pytest.mark.parametrize("preset", ["paper-safety-mistral", "paper-safety-qwen"])
+def test_safety_presets_measure_as_the_authors(preset):
+    cfg = load_config(ROOT / "configs" / f"{preset}.yaml")
+    for stage, want in AUTHORS_MEASUREMENT.items():
+        assert {k: getattr(cfg, stage).get(k) for k in want} == want, stage
+    assert cfg.finetune["eval_repetition_penalty"] == (1.05 if "qwen" in preset else 1.0)   # the model's own, explicitly
+    assert {d[3] for d in paper.DEVIATIONS if d[3]} <= set(PRESET_KEYS["train"]) | set(PRESET_KEYS["finetune"]) | set(PRESET_KEYS["evaluate"])
+
+
+def test_math_preset_measures_as_the_authors():
+    cfg = load_config(ROOT / "configs" / "paper-math-qwen.yaml")
+    assert cfg.train["save_strategy"] == "epoch" and cfg.finetune["save_strategy"] == "epoch"   # a checkpoint per epoch
+    assert cfg.evaluate["benchmark_metrics"] == {"math500": "minerva_math500/math_verify"}
+    assert cfg.train["reward_weights"] == [0.2, 0.8] and cfg.finetune["kl_max_context"] == 512
 
 
 def test_missing_api_key_stops_before_training(standins, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ under threads and after a fork, and the docs notebook `nbs/paper_scale.ipynb`.
 
 The presets themselves (load, expand, build every run's trainer config) are tested in nbs/03_trainer.ipynb.
 """
+import json
 import multiprocessing as mp
 import random
 import subprocess
@@ -141,3 +142,38 @@ def test_docs_notebook_runs():
     res = subprocess.run([str(Path(sys.executable).parent / "nbdev_test"), "--path", str(ROOT / "nbs" / "paper_scale.ipynb"),
                           "--n_workers", "0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+SHARED = ROOT.parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not (SHARED / "safety_train_prompts.parquet").is_file(),
+                                  reason=f"the authors' data files are not in {SHARED} (a checkout without ../shared)")
+
+
+@needs_shared
+def test_safety_split_is_the_authors_on_their_file():
+    "load_safety_prompts holds out the rows the authors' script holds out, in its order (FRPO_training_mistral.py)."
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+    from frpo_nb.data import SAFETY_ABILITY_TO_TASK, load_safety_prompts
+    df = pd.read_parquet(SHARED / "safety_train_prompts.parquet")                      # their steps, one by one
+    df2 = df.assign(task=df["ability"].map(SAFETY_ABILITY_TO_TASK))
+    df2 = df2[df2["task"].notna()].reset_index(drop=True)
+    idx_train, idx_val = train_test_split(range(len(df2)), test_size=0.025, random_state=42, stratify=df2["task"].tolist())
+    ours = load_safety_prompts(SHARED / "safety_train_prompts.parquet", val_fraction=0.025, seed=42)
+    text = lambda p: p[-1]["content"]
+    assert [text(p) for p in ours["validation"]["prompt"]] == [df2["prompt"][i][-1]["content"] for i in idx_val]
+    assert [text(p) for p in ours["train"]["prompt"]][:50] == [df2["prompt"][i][-1]["content"] for i in idx_train[:50]]
+    assert len(ours["validation"]) == 50 and ours["validation"]["task"].count("normal") == 25
+
+
+@needs_shared
+def test_kl_prompt_subset_is_the_authors_on_their_files():
+    "128 of the 1,000 KL prompts, as the authors' _pick_prompts(path, 128, seed) draws them (kl_utils.py)."
+    import random
+    from frpo_nb.data import load_kl_eval_prompts, shuffled_subset
+    for name in ("kl_eval_safety_prompts.jsonl", "kl_eval_normal_prompts.jsonl"):
+        items = [json.loads(l)["prompt"] for l in (SHARED / name).read_text().splitlines() if l.strip()]
+        random.Random(42).shuffle(items)
+        ds = load_kl_eval_prompts(SHARED / name)
+        ours = ds.select(shuffled_subset(len(ds), 128, 42))
+        assert [p[0]["content"] for p in ours["prompt"]] == items[:128]
