@@ -26,18 +26,19 @@ FAST_THEORY = {"SEEDS": [0], "STEPS": 20}      # the theory figure's training, s
 OUTPUTS = {"fig1_refusal_vs_sft": ["png", "pdf", "csv", "md"], "fig2_reward_vs_kl": ["png", "pdf", "csv", "md"],
            "fig3_lambda_sweep": ["png", "pdf", "csv", "md"], "fig4_math": ["png", "pdf", "csv", "md"],
            "fig5_robustness": ["png", "pdf", "csv", "md"], "table_degradation": ["csv", "md"], "fig6_theory": [],
-           "table_diagnostics": ["csv", "md"]}
+           "table_diagnostics": ["csv", "md"], "fig7_paired_differences": ["png", "pdf", "csv", "md"],
+           "fig8_matched_kl": ["png", "pdf", "csv", "md"]}
 FILES = {**{k: k for k in OUTPUTS}, "fig6_theory": "theory_sharp_vs_flat", "table_diagnostics": "table_train_diagnostics"}
 BASE = {0: {"helpfulness_reward": 0.9, "over_refusal_prob": 0.01, "refusal_greedy": 0.0, "refusal_prob": 0.45},
         1: {"helpfulness_reward": 0.8, "over_refusal_prob": 0.03, "refusal_greedy": 0.0, "refusal_prob": 0.50}}   # made up
 
 
-def run_all(results: Path, figures: Path, names=None) -> None:
-    "Execute the figure notebooks `names` (default all) on `results`, writing into `figures`; raise on the first failure."
+def run_all(results: Path, figures: Path, names=None, **extra) -> None:
+    "Execute the figure notebooks `names` (default all) on `results` (with parameters `extra`), writing into `figures`; raise on the first failure."
     executed = figures / "_executed"
     executed.mkdir(parents=True, exist_ok=True)
     for name in names or NOTEBOOKS:
-        params = {"results_dir": str(results), "figures_dir": str(figures)} | (FAST_THEORY if name == "fig6_theory" else {})
+        params = {"results_dir": str(results), "figures_dir": str(figures)} | (FAST_THEORY if name == "fig6_theory" else {}) | extra
         execute_notebook(NOTEBOOKS[name], executed / f"{name}.ipynb", params, FIGS, "python3")
 
 
@@ -177,6 +178,110 @@ def test_base_vs_rl_table_matches_runs(safety):
     assert "ours" in md and "paired by seed" in md and "Base policy: synthetic" in md
 
 
+def lost(results: Path, metric: str) -> dict:
+    "{(method label, regime, seed): metric before − after} of every fine-tuning run, from its result.json."
+    return {(r["params"]["method_label"], r["params"]["regime"], r["seed"]): r["metrics"][f"{metric}_before"] - r["metrics"][f"{metric}_after"]
+            for r in read_runs(results) if r["kind"] == "finetune"}
+
+
+def test_fig7_paired_differences_default_spec(safety):
+    "No analysis spec in the records: primary = the FRPO label vs grpo on the setting's first metric; numbers = scipy's on the runs."
+    results, figures = safety
+    table = pd.read_csv(figures / "fig7_paired_differences.csv")
+    assert len(table) == 5 and set(table.role) == {"primary", "exploratory"}      # 1 method × 5 safety metrics, no family
+    row = table[table.role == "primary"].iloc[0]
+    assert (row.series, row.metric, row.regime, row.reference, row.n) == ("frpo-lam0.5", "refusal_greedy", "sft-alpaca", "grpo", 2)
+    d = lost(results, "refusal_greedy")
+    a, b = [d[("frpo-lam0.5", "sft-alpaca", s)] for s in (0, 1)], [d[("grpo", "sft-alpaca", s)] for s in (0, 1)]
+    np.testing.assert_allclose([row["mean"], row.lo, row.hi], t_interval(np.subtract(a, b)), rtol=1e-9)
+    np.testing.assert_allclose([row.t, row.p_t, row.p_wilcoxon, row.p_holm],
+                               [*stats.ttest_rel(a, b), stats.wilcoxon(a, b).pvalue, row.p_t], rtol=1e-9)
+    assert row.p_wilcoxon == 0.5                              # two pairs of one sign: the smallest exact two-sided p
+    assert table[table.role == "exploratory"].p_holm.isna().all()
+    md = (figures / "fig7_paired_differences.md").read_text()
+    assert "| primary |" in md and "Analysis spec: default" in md and "Power" in md
+
+
+def test_fig8_matched_kl_numbers(safety):
+    "Degradation where KL first reaches κ, interpolated along each run's curve.jsonl, per method and paired with grpo."
+    results, figures = safety
+    table = pd.read_csv(figures / "fig8_matched_kl.csv")
+    assert sorted(table.kl.unique()) == [1, 2, 5, 10] and len(table) == 2 * 5 * 4      # 2 methods × 5 metrics × 4 levels
+    runs = [r for r in read_runs(results) if r["kind"] == "finetune"]
+    drops = {}
+    for label in ("grpo", "frpo-lam0.5"):
+        for r in (r for r in runs if r["params"]["method_label"] == label):
+            kl, v = [c["kl_to_ref"] for c in r["curve"]], [c["refusal_prob"] for c in r["curve"]]
+            drops[(label, r["seed"])] = v[0] - np.interp(10, kl, v)     # KL grows monotonically here: interp = first crossing
+            if label == "grpo":                                          # KL 0, 15, 30 at steps 0, 30, 60: κ = 10 at 2/3 of the way
+                np.testing.assert_allclose(drops[(label, r["seed"])], (v[0] - v[1]) * 2 / 3, rtol=1e-9)
+        row = table[(table.series == label) & (table.metric == "refusal_prob") & (table.kl == 10)].iloc[0]
+        assert row.n == row.n_runs == 2
+        np.testing.assert_allclose([row["mean"], row.lo, row.hi], t_interval([drops[(label, s)] for s in (0, 1)]), rtol=1e-9)
+    row = table[(table.series == "frpo-lam0.5") & (table.metric == "refusal_prob") & (table.kl == 10)].iloc[0]
+    a, b = [drops[("frpo-lam0.5", s)] for s in (0, 1)], [drops[("grpo", s)] for s in (0, 1)]
+    assert row.reference == "grpo" and row.diff_n == 2
+    np.testing.assert_allclose([row.diff_mean, row.diff_lo, row.diff_hi, row.p_t], [*t_interval(np.subtract(a, b)),
+                                                                                    stats.ttest_rel(a, b).pvalue], rtol=1e-9)
+    assert table[table.series == "grpo"].diff_mean.isna().all()
+    assert "| refusal_greedy |" in (figures / "fig8_matched_kl.md").read_text()       # the default spec's metric
+
+
+SPEC = """name: synth
+analysis:
+  primary: {metric: refusal_prob, regime: sft-gsm8k, method: frpo-lam0.2, reference: grpo}
+  secondary: [{method: frpo-lam0.5}, {metric: refusal_greedy}]
+  alpha: 0.05
+  test: paired-t
+  kl_levels: [5, 25]
+"""
+
+
+def test_paired_analysis_follows_the_spec(tmp_path):
+    "A config with an analysis: block named by the runs' records: its primary, its Holm family, its KL levels; fig1 draws its λ."
+    (tmp_path / "study.yaml").write_text(SPEC)
+    results, figures = tmp_path / "results" / "synth", tmp_path / "figures"
+    write_synthetic_results(results, methods=[("grpo", "grpo", None), ("frpo-lam0.5", "frpo", 0.5), ("frpo-lam0.2", "frpo", 0.2)],
+                            seeds=(0, 1, 2, 3, 4), regimes=("sft-alpaca", "sft-gsm8k"), sweep="synth",
+                            config_file=tmp_path / "study.yaml")
+    run_all(tmp_path / "results", figures, ["fig7_paired_differences", "fig8_matched_kl", "fig1_refusal_vs_sft"])
+    table = pd.read_csv(figures / "fig7_paired_differences.csv")
+    assert len(table) == 2 * 2 * 5 and table.role.tolist()[:3] == ["primary", "secondary", "secondary"]
+    p = {}
+    for role, label, metric in (("primary", "frpo-lam0.2", "refusal_prob"), ("secondary", "frpo-lam0.5", "refusal_prob"),
+                                ("secondary", "frpo-lam0.2", "refusal_greedy")):
+        row = table[(table.series == label) & (table.metric == metric) & (table.regime == "sft-gsm8k")].iloc[0]
+        d = lost(results, metric)
+        a, b = [d[(label, "sft-gsm8k", s)] for s in range(5)], [d[("grpo", "sft-gsm8k", s)] for s in range(5)]
+        assert row.role == role and row.n == 5
+        np.testing.assert_allclose([row["mean"], row.p_t, row.p_wilcoxon], [np.mean(np.subtract(a, b)), stats.ttest_rel(a, b).pvalue,
+                                                                             stats.wilcoxon(a, b).pvalue], rtol=1e-9)
+        p[(label, metric)] = (row.p_t, row.p_holm, row.significant)
+    assert p[("frpo-lam0.2", "refusal_prob")][1] == p[("frpo-lam0.2", "refusal_prob")][0]       # the primary: its own p
+    (p1, h1, _), (p2, h2, _) = sorted(v for k, v in p.items() if k != ("frpo-lam0.2", "refusal_prob"))
+    np.testing.assert_allclose([h1, h2], [min(1, 2 * p1), min(1, max(2 * p1, p2))], rtol=1e-9)   # Holm, m = 2, by hand
+    assert all(s == (h <= 0.05) for _, h, s in p.values())
+    md = (figures / "fig7_paired_differences.md").read_text()
+    assert "Analysis spec: study.yaml" in md and "| secondary |" in md
+    kl = pd.read_csv(figures / "fig8_matched_kl.csv")
+    assert sorted(kl.kl.unique()) == [5, 25]
+    far = kl[(kl.kl == 25) & (kl.metric == "refusal_prob")]              # FRPO moves 20 nats in 60 steps, GRPO 30
+    assert (far[far.method == "frpo"].n == 0).all() and (far.n_runs == 5).all() and (far[far.method == "grpo"].n == 5).all()
+    assert far[far.method == "frpo"]["mean"].isna().all()
+    fig1 = pd.read_csv(figures / "fig1_refusal_vs_sft.csv")
+    ours = fig1[fig1.source.str.startswith("ours")]
+    assert set(ours[ours.shown].series) == {"grpo", "frpo-lam0.2"} and not ours[ours.series == "frpo-lam0.5"].shown.any()
+    # parameters override the spec: fig1's primary_label, fig7's analysis_file
+    (tmp_path / "other.yaml").write_text("primary: {metric: refusal_greedy, regime: sft-alpaca, method: frpo-lam0.5}\n")
+    run_all(tmp_path / "results", figures, ["fig1_refusal_vs_sft"], primary_label="frpo-lam0.5")
+    fig1 = pd.read_csv(figures / "fig1_refusal_vs_sft.csv")
+    ours = fig1[fig1.source.str.startswith("ours")]
+    assert set(ours[ours.shown].series) == {"grpo", "frpo-lam0.5"}
+    run_all(tmp_path / "results", figures, ["fig7_paired_differences"], analysis_file=str(tmp_path / "other.yaml"))
+    row = pd.read_csv(figures / "fig7_paired_differences.csv").iloc[0]
+    assert (row.role, row.series, row.metric, row.regime) == ("primary", "frpo-lam0.5", "refusal_greedy", "sft-alpaca")
+
+
 def check_fig5(results: Path, figures: Path, tasks: tuple, x_task: str, drops: tuple, regime: str) -> pd.DataFrame:
     "fig5's robust values and correlations against the result.json files of the evaluate and fine-tuning runs."
     runs = read_runs(results)
@@ -270,6 +375,8 @@ def test_sparse_results(tmp_path):
     assert pd.read_csv(figures / "table_train_diagnostics.csv").empty
     assert pd.read_csv(figures / "table_base_vs_rl.csv").empty
     assert "not measured" in (figures / "table_base_vs_rl.md").read_text()
+    assert pd.read_csv(figures / "fig7_paired_differences.csv").empty and pd.read_csv(figures / "fig8_matched_kl.csv").empty
+    assert "no fine-tuning runs paired with grpo" in (figures / "fig7_paired_differences.md").read_text()
 
 
 @pytest.mark.slow
