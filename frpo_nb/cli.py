@@ -101,6 +101,10 @@ def _cmd_sweep(a, figures: bool = False) -> int:
             jobs = expand_grid(cfg)
             check_templates(cfg, jobs)
             check_run_values(cfg, jobs)
+            if cfg.analysis:                         # a pre-registered analysis is checked before anything runs
+                from frpo_nb.stats import analysis_spec
+                try: analysis_spec(None, path=cfg.source)
+                except ValueError as e: raise ConfigError(f"analysis: {e}") from None
             plan = plan_runs(jobs, results, a.retry_failed)
             res = plan_resources(cfg, jobs, plan, a.executor, a.gpus, a.workers)
             for j in jobs: print(f"{plan[j.run_id]:8} {j.kind:9} {j.run_id}" + res.get(j.run_id, ""))

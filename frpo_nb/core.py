@@ -100,6 +100,7 @@ class ExperimentConfig:
     finetune: dict = field(default_factory=dict)
     evaluate: dict = field(default_factory=dict)
     evaluate_after: list[str] = field(default_factory=lambda: ["train", "finetune"])
+    analysis: dict = field(default_factory=dict)  # the pre-registered analysis of a study (frpo_nb.stats.analysis_spec)
     results_dir: str = "results"
     kernel: str = "python3"
     description: str = ""

@@ -291,3 +291,19 @@ def test_dry_run_names_each_bad_input_of_a_real_config(tmp_path, capsys, field, 
 def test_a_folder_is_not_a_config(capsys):
     rc, _, err = run_main(capsys, "sweep", ROOT / "configs", "--dry-run")
     assert rc == 2 and "is a folder, not a config file" in err
+
+
+def test_dry_run_checks_a_preregistered_analysis(tmp_path, capsys):
+    "A config's analysis: block (the pre-registration) is checked at --dry-run; a typo in it names the block."
+    cfg = yaml.safe_load((ROOT / "configs" / "tiny-demo.yaml").read_text())
+    cfg["templates"] = {k: str(ROOT / v) for k, v in cfg["templates"].items()}
+    cfg["results_dir"] = str(tmp_path / "results")
+    cfg["analysis"] = {"primary": {"metric": "refusal_prob", "regime": "sft-alpaca", "method": "frpo-lam0.5"}, "alpha": 0.05}
+    path = tmp_path / "prereg.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rc, out, err = run_main(capsys, "sweep", path, "--dry-run")
+    assert rc == 0, err
+    cfg["analysis"]["alpah"] = cfg["analysis"].pop("alpha")
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    rc, out, err = run_main(capsys, "sweep", path, "--dry-run")
+    assert rc == 2 and "analysis:" in err and "alpah" in err, err
