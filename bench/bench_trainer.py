@@ -1,6 +1,10 @@
 """FRPO vs GRPO (TRL loss_type="grpo") training-step time on the same tiny model and batch, interleaved, one process.
 
     .venv/bin/python bench/bench_trainer.py [--steps 20 --warmup 3 --batch 32 --k 4 --completion-len 32]
+    .venv/bin/python bench/bench_trainer.py --sam [--rho 0.05]      # SAM-GRPO vs GRPO instead
+
+With --sam the pair is SAM-GRPO (SAMGRPOTrainer, TRL's GRPO loss, radius --rho) vs GRPO, and the second
+measurement is the step without generation (the part SAM repeats; expected ratio ≈ 2: one more forward + backward).
 
 Two measurements, each repeated --steps times per trainer after --warmup untimed steps, the two trainers
 alternating (the order flips every repetition):
@@ -30,7 +34,7 @@ from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from frpo_nb.tiny import build_tiny  # noqa: E402
-from frpo_nb.trainer import FRPOConfig, FRPOTrainer  # noqa: E402
+from frpo_nb.trainer import FRPOConfig, FRPOTrainer, SAMGRPOConfig, SAMGRPOTrainer  # noqa: E402
 
 WORDS = "apple banana cherry dog egg fig grape house ice jam kite lemon".split()
 
@@ -47,6 +51,9 @@ def make_trainer(kind, model_path, prompts, a):
     if kind == "frpo":
         trainer = FRPOTrainer(model=model_path, reward_funcs=even_token_share, train_dataset=prompts,
                               args=FRPOConfig(**common, loss_type="frpo", frpo_lambda=1.0))
+    elif kind == "sam":
+        trainer = SAMGRPOTrainer(model=model_path, reward_funcs=even_token_share, train_dataset=prompts,
+                                 args=SAMGRPOConfig(**common, loss_type="grpo", sam_rho=a.rho))
     else:
         trainer = GRPOTrainer(model=model_path, reward_funcs=even_token_share, train_dataset=prompts,
                               args=GRPOConfig(**common, loss_type="grpo"))
@@ -73,6 +80,18 @@ def loss_step(trainer, batch):
     return dt
 
 
+def step_without_generation(trainer, rows, batch):
+    "TRL's training_step on a fixed generated batch (generation replaced by the batch) plus AdamW: loss, backward, SAM's pass."
+    trainer._generate_and_score_completions = lambda inputs: dict(batch)
+    t0 = time.perf_counter()
+    trainer.training_step(trainer.model, rows, None)
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad()
+    dt = time.perf_counter() - t0
+    del trainer._generate_and_score_completions
+    return dt
+
+
 def interleaved(fn, names, steps, warmup):
     "Per-trainer step times of `fn(name, rep)`, alternating the order every repetition."
     times = {n: [] for n in names}
@@ -83,13 +102,14 @@ def interleaved(fn, names, steps, warmup):
     return times
 
 
-def report(label, times):
+def report(label, times, name="frpo", target=" (target <= 1.05)"):
     med = {n: statistics.median(t) for n, t in times.items()}
-    per_rep = statistics.median(f / g for f, g in zip(times["frpo"], times["grpo"]))
-    print(f"{label}: median FRPO/GRPO ratio of paired steps {per_rep:.3f} (target <= 1.05); ratio of medians "
-          f"{med['frpo'] / med['grpo']:.3f}; FRPO {med['frpo'] * 1e3:.1f} ms, GRPO {med['grpo'] * 1e3:.1f} ms "
-          f"(medians of {len(times['frpo'])})")
-    return per_rep, med["frpo"] / med["grpo"]
+    per_rep = statistics.median(f / g for f, g in zip(times[name], times["grpo"]))
+    up = name.upper()
+    print(f"{label}: median {up}/GRPO ratio of paired steps {per_rep:.3f}{target}; ratio of medians "
+          f"{med[name] / med['grpo']:.3f}; {up} {med[name] * 1e3:.1f} ms, GRPO {med['grpo'] * 1e3:.1f} ms "
+          f"(medians of {len(times[name])})")
+    return per_rep, med[name] / med["grpo"]
 
 
 def main(argv=None):
@@ -103,6 +123,8 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--sam", action="store_true", help="SAM-GRPO vs GRPO instead of FRPO vs GRPO")
+    p.add_argument("--rho", type=float, default=0.05, help="SAM's radius with --sam")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     corpus = [" ".join(WORDS[(i * j) % 12] for j in range(1, 8)) for i in range(200)]
@@ -110,13 +132,21 @@ def main(argv=None):
                                 hidden_size=a.hidden, intermediate_size=4 * a.hidden, num_hidden_layers=a.layers))
     prompts = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"{x} {y}"}] for x in WORDS for y in WORDS]})
     rows = [prompts[i] for i in range(a.batch // a.k) for _ in range(a.k)]
-    trainers = {kind: make_trainer(kind, model_path, prompts, a) for kind in ("frpo", "grpo")}
-    n_params = sum(q.numel() for q in trainers["frpo"].model.parameters())
+    name = "sam" if a.sam else "frpo"
+    trainers = {kind: make_trainer(kind, model_path, prompts, a) for kind in (name, "grpo")}
+    n_params = sum(q.numel() for q in trainers[name].model.parameters())
     print(f"machine: {platform.machine()} {platform.processor()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; model {n_params / 1e6:.2f}M params, batch {a.batch} = "
-          f"{a.batch // a.k} prompts x k={a.k}, max completion {a.completion_len} tokens, beta={a.beta}")
-    full = interleaved(lambda n, rep: full_step(trainers[n], rows, rep), ["frpo", "grpo"], a.steps, a.warmup)
-    batch = trainers["frpo"]._generate_and_score_completions(rows)
+          f"{a.batch // a.k} prompts x k={a.k}, max completion {a.completion_len} tokens, beta={a.beta}"
+          + (f", SAM rho={a.rho}" if a.sam else ""))
+    full = interleaved(lambda n, rep: full_step(trainers[n], rows, rep), [name, "grpo"], a.steps, a.warmup)
+    batch = trainers[name]._generate_and_score_completions(rows)
+    if a.sam:
+        train = interleaved(lambda n, rep: step_without_generation(trainers[n], rows, batch), [name, "grpo"], a.steps,
+                            a.warmup)
+        return {"full_step": report("full step (generate + loss + backward + AdamW)", full, name, ""),
+                "train_step": report("step without generation (loss + backward [SAM: twice] + AdamW, fixed batch)",
+                                     train, name, " (expected ~2)")}
     loss = interleaved(lambda n, rep: loss_step(trainers[n], batch), ["frpo", "grpo"], a.steps, a.warmup)
     return {"full_step": report("full step (generate + loss + backward + AdamW)", full),
             "loss_step": report("loss step (compute_loss + backward, fixed batch)", loss)}

@@ -48,10 +48,10 @@ def shipped(name: str) -> Path:
 
 # %% ../nbs/00_core.ipynb #f89bf791
 SETTINGS = ("safety", "math")
-METHODS = ("grpo", "frpo")
+METHODS = ("grpo", "frpo", "sam-grpo")
 SCALE_REWARDS = ("none", "group", "batch")  # TRL GRPOConfig.scale_rewards; the paper uses "none"
 STAGES = ("train", "finetune", "evaluate")
-RESERVED_PARAMS = ("run_id", "run_dir", "kind", "setting", "model", "method", "method_label", "lamb", "beta",
+RESERVED_PARAMS = ("run_id", "run_dir", "kind", "setting", "model", "method", "method_label", "lamb", "rho", "beta",
                    "scale_rewards", "seed", "regime", "parent_kind", "parent_run_id", "parent_dir")
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -62,12 +62,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class MethodSpec:
-    "One training method: GRPO, or FRPO at one λ, with its KL coefficient β."
-    name: str                    # "grpo" | "frpo"
+    "One training method: GRPO, FRPO at one λ, or SAM-GRPO at one radius ρ, with its KL coefficient β."
+    name: str                    # "grpo" | "frpo" | "sam-grpo"
     beta: float                  # KL coefficient to the reference policy (>= 0)
     lamb: float | None = None    # FRPO's λ (> 0); frpo only
+    rho: float | None = None     # SAM's radius ρ in parameter space (>= 0); sam-grpo only
     scale_rewards: str | bool = "none"  # TRL's scale_rewards: none (paper) | group | batch; false/true = none/group
-    label: str | None = None     # name in run ids and figures; default "grpo" / "frpo-lam{λ}"
+    label: str | None = None     # name in run ids and figures; default "grpo" / "frpo-lam{λ}" / "sam-grpo-rho{ρ}"
     train: dict = field(default_factory=dict)  # overrides of the config's train parameters
 
 
@@ -262,8 +263,9 @@ def _check_params(params: dict, where: str) -> None:
             raise ConfigError(f"{where}: key {k!r} is not a Python identifier (it becomes a notebook variable)")
         if k in RESERVED_PARAMS:
             raise ConfigError(f"{where}.{k}: '{k}' is set by the sweep itself; "
-                              + ("set it in the method entry instead" if k in ("beta", "lamb", "scale_rewards")
+                              + ("set it in the method entry instead" if k in ("beta", "lamb", "rho", "scale_rewards")
                                  else "choose another name"))
+        if k == "sam_rho": raise ConfigError(f"{where}.sam_rho: SAM's radius is the method entry's 'rho'; set it there")
         try: json.dumps(v, allow_nan=False)
         except (TypeError, ValueError): raise ConfigError(f"{where}.{k}: value {v!r} is not JSON; quote it") from None
 
@@ -279,11 +281,20 @@ def _check_method(m: MethodSpec, where: str) -> None:
         if m.lamb is None: raise ConfigError(f"{where}.lamb: FRPO needs λ; add e.g. 'lamb: 1.0' (any finite value > 0)")
         if not (math.isfinite(m.lamb) and m.lamb > 0):
             raise ConfigError(f"{where}.lamb must be a finite number > 0 (λ is a KL penalty), got {m.lamb}")
-    elif m.lamb is not None: raise ConfigError(f"{where}.lamb: GRPO has no λ; remove it or use name: frpo")
+    elif m.lamb is not None:
+        raise ConfigError(f"{where}.lamb: {'GRPO' if m.name == 'grpo' else 'SAM-GRPO'} has no λ; remove it or use name: frpo")
+    if m.name == "sam-grpo":
+        if m.rho is None:
+            raise ConfigError(f"{where}.rho: SAM-GRPO needs ρ, its radius in parameter space; add e.g. 'rho: 0.05' (the "
+                              "authors' value; any finite value >= 0)")
+        if not (math.isfinite(m.rho) and m.rho >= 0):
+            raise ConfigError(f"{where}.rho must be a finite number >= 0 (SAM's radius), got {m.rho}")
+    elif m.rho is not None: raise ConfigError(f"{where}.rho: only SAM-GRPO has ρ; remove it or use name: sam-grpo")
     if isinstance(m.scale_rewards, bool): m.scale_rewards = "group" if m.scale_rewards else "none"  # as TRL
     if m.scale_rewards not in SCALE_REWARDS:
         raise ConfigError(f"{where}.scale_rewards must be one of {', '.join(SCALE_REWARDS)}, got {m.scale_rewards!r}")
-    if m.label is None: m.label = "grpo" if m.name == "grpo" else f"frpo-lam{m.lamb:g}"
+    if m.label is None:
+        m.label = "grpo" if m.name == "grpo" else f"frpo-lam{m.lamb:g}" if m.name == "frpo" else f"sam-grpo-rho{m.rho:g}"
     _check_slug(m.label, f"{where}.label")
     _check_params(m.train, f"{where}.train")
 

@@ -27,7 +27,7 @@ from .gpus import main_process_port
 from .judges import (AuthorsHarmBenchJudge, ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
                             StrongRejectRubricJudge, StrongRejectScorer)
 from .rewards import CombinedJudge, Judge, JudgeReward, math_correct_reward, math_format_reward, prompt_text
-from .trainer import FRPOConfig, FRPOTrainer, effective_config, loss_args
+from .trainer import FRPOConfig, effective_config, loss_args, trainer_classes
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'PATH_KEYS', 'SFT_LOADERS', 'MEASUREMENT_SWITCHES', 'DEVIATIONS', 'STAGE_FUNCTIONS',
@@ -114,10 +114,11 @@ def split_preset_params(params: dict, stage: str, config_cls=None) -> tuple[dict
 
 # %% ../nbs/10_paper.ipynb #0136946b
 def paper_trainer_config(params: dict, output_dir: str | Path, **overrides) -> FRPOConfig:
-    "The `FRPOConfig` of one train run from its parameters (method, lamb, beta, scale_rewards, seed and preset keys)."
-    trainer, _ = split_preset_params(params, "train", FRPOConfig)
-    loss = loss_args(params.get("method"), params.get("lamb"), params.get("scale_rewards", "none"))
-    return FRPOConfig(output_dir=str(output_dir), beta=params["beta"], seed=params.get("seed", 42),
+    "The `FRPOConfig` (`SAMGRPOConfig` for SAM-GRPO) of one train run from its parameters (method, lamb, rho, beta, scale_rewards, seed and preset keys)."
+    config_cls, _ = trainer_classes(params.get("method"))
+    trainer, _ = split_preset_params(params, "train", config_cls)
+    loss = loss_args(params.get("method"), params.get("lamb"), params.get("scale_rewards", "none"), params.get("rho"))
+    return config_cls(output_dir=str(output_dir), beta=params["beta"], seed=params.get("seed", 42),
                       **(trainer | loss | overrides))
 
 # %% ../nbs/10_paper.ipynb #bec34fa8
@@ -288,14 +289,15 @@ def save_policy(trainer, run_dir: Path, params: dict, lora: bool) -> Path:
 
 
 def train_run(params: dict) -> dict:
-    "Train one upstream run (GRPO or FRPO) from its parameters; save the policy and write `metrics.json` in `run_dir`."
+    "Train one upstream run (GRPO, FRPO or SAM-GRPO) from its parameters; save the policy and write `metrics.json` in `run_dir`."
     params, run_dir = prepare_run(params)
     seed_everything(params.get("seed", 42))
     data, rewards = rl_data(params), reward_functions(params)
     config, lora = paper_trainer_config(params, run_dir / "trainer"), paper_lora_config(params)
-    trainer = FRPOTrainer(model=require(params, "model", "train"), reward_funcs=rewards, args=config,
-                          train_dataset=data["train"], eval_dataset=None if config.eval_strategy == "no" else data["validation"],
-                          peft_config=lora)
+    _, trainer_cls = trainer_classes(params.get("method"))
+    trainer = trainer_cls(model=require(params, "model", "train"), reward_funcs=rewards, args=config,
+                        train_dataset=data["train"], eval_dataset=None if config.eval_strategy == "no" else data["validation"],
+                        peft_config=lora)
     trainer.train()
     policy = save_policy(trainer, run_dir, params, lora is not None)
     log = [r for r in trainer.state.log_history if "reward" in r]

@@ -200,9 +200,14 @@ def ci_table(df: pd.DataFrame, by, value: str, level: float = 0.95) -> pd.DataFr
 
 # %% ../nbs/09a_results.ipynb #a3eff2aa
 def add_series(df: pd.DataFrame) -> pd.DataFrame:
-    "A copy of `df` with columns `group` (sweep · model where `df` mixes several, else '') and `series` (group · method label)."
+    "A copy of `df` with columns `group` (sweep · model where `df` mixes several, else '') and `series` (group · method label; SAM-GRPO's default label reads 'SAM-GRPO (ρ=…)')."
     out = df.copy()
     label = (out["method_label"].where(out["method_label"].notna(), out["method"])).astype(str)
+    if "rho" in out.columns:
+        sam = (out["method"].astype(str).eq("sam-grpo") & out["rho"].notna()).tolist()
+        rho = [f"{float(r):g}" if s else "" for r, s in zip(out["rho"], sam)]
+        label = pd.Series([f"SAM-GRPO (ρ={r})" if s and l in (f"sam-grpo-rho{r}", "sam-grpo") else l
+                           for l, r, s in zip(label, rho, sam)], index=out.index)
     group = pd.Series("", index=out.index, dtype=object)
     for col in ("sweep", "model"):
         if col in out.columns and out[col].nunique(dropna=False) > 1:
@@ -213,15 +218,17 @@ def add_series(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def series_colors(df: pd.DataFrame) -> dict[str, str]:
-    "An ordered {series: colour} for the series in `df` (see `add_series`): GRPO-like first in reds, then FRPO by λ descending in blues."
+    "An ordered {series: colour} for the series in `df` (see `add_series`): GRPO-like first in reds, SAM-GRPO in greens, then FRPO by λ descending in blues."
     if df.empty: return {}
     first = df.drop_duplicates("series")[["series", "method", "lamb"]]
-    is_grpo = first.method.astype(str).eq("grpo")
-    grpo = sorted(first[is_grpo].series)
-    frpo = first[~is_grpo].sort_values(["lamb", "series"], ascending=[False, True], na_position="last").series.tolist()
+    method = first.method.astype(str)
+    grpo, sam = sorted(first[method.eq("grpo")].series), sorted(first[method.eq("sam-grpo")].series)
+    frpo = first[~method.isin(["grpo", "sam-grpo"])].sort_values(["lamb", "series"], ascending=[False, True],
+                                                                na_position="last").series.tolist()
     reds = ["#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22"]
+    greens = ["#2ca02c", "#17becf", "#98df8a", "#7f7f7f"]
     blues = matplotlib.colormaps["Blues"](np.linspace(0.45, 0.95, len(frpo)) if len(frpo) > 1 else [0.8])
-    out = {s: reds[i % len(reds)] for i, s in enumerate(grpo)}
+    out = {s: reds[i % len(reds)] for i, s in enumerate(grpo)} | {s: greens[i % len(greens)] for i, s in enumerate(sam)}
     return out | {s: matplotlib.colors.to_hex(c) for s, c in zip(frpo, blues)}
 
 # %% ../nbs/09a_results.ipynb #241cca23

@@ -82,6 +82,7 @@ def expand_grid(cfg: ExperimentConfig) -> list[Job]:
     for model, method, seed in itertools.product(cfg.models, cfg.methods, cfg.seeds):
         ident = dict(setting=cfg.setting, model=model, method=method.name, method_label=method.label,
                      lamb=method.lamb, beta=method.beta, scale_rewards=method.scale_rewards, seed=seed)
+        if method.rho is not None: ident["rho"] = method.rho   # SAM-GRPO only: the other methods' ids stay as they were
         train = _make_job("train", cfg.template("train"), f"{cfg.setting}-{_slug(model)}-{method.label}-s{seed}",
                           {**ident, **cfg.train, **method.train})
         add(train, {**ident, "regime": None})

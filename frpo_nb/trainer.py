@@ -10,9 +10,12 @@ import difflib
 import re
 import inspect
 import math
+import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
+from accelerate.utils import DistributedType
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import split_tensor_dict
 
@@ -20,9 +23,12 @@ from .core import jsonable
 from .loss import check_lambda, frpo_loss, robust_value
 
 # %% auto #0
-__all__ = ['FRPO_DEFAULTS', 'FRPO_UNSUPPORTED', 'LOSS_TYPES', 'METHODS', 'LOGP_BATCH_ARGS', 'LOCAL_METRICS', 'FRPOConfig',
-           'check_frpo_options', 'effective_config', 'loss_args', 'completion_group_ids', 'group_contiguous_order',
-           'permute_rows', 'concat_micro_batches', 'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer']
+__all__ = ['FRPO_DEFAULTS', 'FRPO_UNSUPPORTED', 'LOSS_TYPES', 'METHODS', 'LOGP_BATCH_ARGS', 'LOCAL_METRICS',
+           'SAM_REFUSED_OPTIMIZERS', 'FRPOConfig', 'check_frpo_options', 'effective_config', 'loss_args',
+           'completion_group_ids', 'group_contiguous_order', 'permute_rows', 'concat_micro_batches',
+           'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer', 'SAMGRPOConfig', 'check_sam_options',
+           'global_grad_norm', 'ascent_scale', 'perturb_', 'restore_', 'step_norm', 'SAMWindow', 'SAMGRPOTrainer',
+           'trainer_classes']
 
 # %% ../nbs/03_trainer.ipynb #880d724a
 FRPO_DEFAULTS = {  # GRPOConfig options left unset (None) by FRPOConfig -> (value for 'frpo', TRL's default)
@@ -128,15 +134,17 @@ def effective_config(config) -> dict:
     return jsonable({k: v for k, v in config.to_dict().items() if not k.startswith("_")})
 
 # %% ../nbs/03_trainer.ipynb #de92da63
-METHODS = ("grpo", "frpo")
+METHODS = ("grpo", "frpo", "sam-grpo")
 
 
-def loss_args(method: str, lamb: float | None = None, scale_rewards: str = "none") -> dict:
-    "The `FRPOConfig` loss fields of a method: 'frpo' → FRPO's loss at λ; 'grpo' → TRL's GRPO loss with `scale_rewards`."
+def loss_args(method: str, lamb: float | None = None, scale_rewards: str = "none", rho: float | None = None) -> dict:
+    "The loss fields of a method's config: 'frpo' → FRPO's loss at λ; 'grpo' → TRL's GRPO loss with `scale_rewards`; 'sam-grpo' → that loss with SAM's radius ρ."
     if method == "frpo": return dict(loss_type="frpo", frpo_lambda=lamb)
     if method == "grpo": return dict(loss_type="grpo", scale_rewards=scale_rewards)
-    raise ValueError(f"method must be 'grpo' or 'frpo' (got {method!r}): the methods are {METHODS}")
-
+    if method == "sam-grpo":
+        if rho is None: raise ValueError("method 'sam-grpo' needs rho, SAM's radius in parameter space (the authors use 0.05)")
+        return dict(loss_type="grpo", scale_rewards=scale_rewards, sam_rho=rho)
+    raise ValueError(f"method must be one of {METHODS} (got {method!r})")
 
 # %% ../nbs/03_trainer.ipynb #da9e3c4e
 def completion_group_ids(n_local: int, process_index: int, num_generations: int, device=None) -> torch.Tensor:
@@ -272,3 +280,232 @@ class FRPOTrainer(GRPOTrainer):
         for k in metrics.keys() - set(local) - {"frpo/n_groups"}: self._metrics[mode][k].append(metrics[k])
         for k, v in zip(local, stats[:, :-2].mean(0).tolist()): self._metrics[mode][k].append(v)
         self._metrics[mode]["entropy"].append((stats[:, -2].sum() / stats[:, -1].sum().clamp(min=1.0)).item())
+
+# %% ../nbs/03_trainer.ipynb #526ac8b4
+SAM_REFUSED_OPTIMIZERS = ("lomo", "adalomo")   # they update the weights inside backward: the ascent pass would train
+
+
+@dataclass
+class SAMGRPOConfig(FRPOConfig):
+    r"""`FRPOConfig` plus SAM's radius `sam_rho`: each optimizer step's gradient is taken at θ + ρ·g/‖g‖, g the gradient of
+    the step's global batch at θ. The loss defaults to TRL's GRPO loss (SAM-GRPO); `loss_type="frpo"` gives FRPO + SAM."""
+    loss_type: str = field(default="grpo", metadata={
+        "help": "'grpo' (SAM-GRPO, the default), any other GRPOConfig loss type, or 'frpo' (FRPO + SAM)."})
+    sam_rho: float = field(default=0.05, metadata={
+        "help": "ρ ≥ 0, the radius of SAM's ascent step in parameter space (L2 norm over all trainable parameters); "
+                "0 trains exactly as without SAM, at the cost of the extra pass."})
+
+    def __post_init__(self):
+        check_sam_options(self)
+        super().__post_init__()
+        ga, spg = self.gradient_accumulation_steps, self.steps_per_generation   # spg is resolved by GRPOConfig
+        if spg % ga:
+            raise ValueError(f"steps_per_generation={spg} is not a multiple of gradient_accumulation_steps={ga}: SAM's "
+                             "ascent direction is the gradient of the whole optimizer step, so all its micro-batches must "
+                             "be generated before the first one trains. Leave steps_per_generation unset (it then equals "
+                             "gradient_accumulation_steps) or make it a multiple of it")
+
+
+def check_sam_options(args) -> None:
+    "Raise a `ValueError` that says the fix for every setting SAM's two-pass step cannot honour."
+    rho = args.sam_rho
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
+        raise ValueError(f"sam_rho={rho!r}: SAM's radius must be a finite number >= 0 (the authors use 0.05; 0 "
+                         "switches the ascent off)")
+    if args.deepspeed:
+        raise ValueError("deepspeed is set, but SAM does not run under DeepSpeed: accelerate's backward under DeepSpeed "
+                         "takes the optimizer step at every synchronised backward (SAM's ascent pass would already update "
+                         "the weights), and ZeRO-2/3 keep the gradients partitioned outside p.grad, where the ascent "
+                         "direction is read. Unset deepspeed and launch with DDP (configs/accelerate/ddp.yaml; with "
+                         "LoRA the model fits without ZeRO)")
+    if args.fsdp:
+        raise ValueError("fsdp is set, but SAM does not run under FSDP: gradients and parameters are sharded, and the "
+                         "ascent direction needs each trainable parameter's whole gradient. Unset fsdp and launch with "
+                         "DDP (configs/accelerate/ddp.yaml)")
+    optim = getattr(args.optim, "value", args.optim)
+    if optim in SAM_REFUSED_OPTIMIZERS:
+        raise ValueError(f"optim={optim!r} updates the weights inside backward, so SAM's ascent pass would train; use "
+                         "another optimizer (e.g. 'adamw_torch')")
+
+# %% ../nbs/03_trainer.ipynb #0f78f3c2
+def global_grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    "‖g‖₂ over all tensors of `grads` (a 0-d float64 tensor): each tensor's norm in at least float32, combined in float64."
+    if not grads: return torch.zeros((), dtype=torch.float64)
+    norms = [torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32)).double() for g in grads]
+    return torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
+
+
+def ascent_scale(norm, rho: float) -> float:
+    "ρ/‖g‖, the factor that makes the gradient SAM's ascent step ε; 0 (no ascent) when ‖g‖ is 0 or not finite."
+    norm = float(norm)
+    return rho / norm if math.isfinite(norm) and norm > 0 else 0.0
+
+
+@torch.no_grad()
+def perturb_(params: list[torch.Tensor], grads: list[torch.Tensor], scale: float) -> list[torch.Tensor]:
+    "θ ← θ + scale·g in place (ε in at least float32, rounded once to θ's dtype); returns copies of θ from before."
+    saved = [p.detach().clone() for p in params]
+    if scale != 0.0:
+        for p, g in zip(params, grads): p.add_((g.to(torch.promote_types(g.dtype, torch.float32)) * scale).to(p.dtype))
+    return saved
+
+
+@torch.no_grad()
+def restore_(params: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    "Copy the saved values back: θ exactly as before the ascent, in any precision."
+    for p, s in zip(params, saved): p.copy_(s)
+
+
+@torch.no_grad()
+def step_norm(params: list[torch.Tensor], saved: list[torch.Tensor]) -> float:
+    "‖θ̂ − θ‖₂ of the ascent step as applied (after rounding to the parameters' dtype)."
+    return float(global_grad_norm([p - s for p, s in zip(params, saved)]))
+
+# %% ../nbs/03_trainer.ipynb #229c70f1
+@dataclass
+class SAMWindow:
+    "SAM's state over one accumulation window, while θ is perturbed: its micro-batches, θ before the ascent, the losses."
+    size: int                       # micro-batches of the optimizer step (TRL/HF's current_gradient_accumulation_steps)
+    params: list                    # the trainable parameters (perturbed)
+    saved: list                     # their values at θ (restored exactly at the end of the window)
+    grad_norm: float                # ‖g(θ)‖ of the step's global batch: sets the direction
+    ascent_norm: float              # ‖θ̂ − θ‖ as applied (ρ, or 0 when there is no ascent)
+    loss_at_theta: torch.Tensor     # the step's loss at θ (sum over micro-batches of TRL's GA-scaled losses)
+    masks: list                     # completion-token masks of the micro-batches
+    logps_at_theta: list            # their completion tokens' log-probabilities at θ (detached)
+    loss_perturbed: torch.Tensor | float = 0.0   # the same at θ + ε (the pass whose gradient updates θ)
+    position: int = 0               # micro-batches of the window done
+
+
+class SAMGRPOTrainer(FRPOTrainer):
+    "`FRPOTrainer` (any loss type, FRPO's included) with Sharpness-Aware Minimization: each step's update is the gradient at θ + ρ·g/‖g‖."
+
+    def __init__(self, model, reward_funcs=None, args: SAMGRPOConfig | None = None, *rest, **kwargs):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = SAMGRPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-SAM-GRPO")
+        if not isinstance(args, SAMGRPOConfig):
+            raise ValueError(f"args must be a SAMGRPOConfig (got {type(args).__name__}); it accepts every FRPOConfig "
+                             "option plus sam_rho")
+        super().__init__(model, reward_funcs, args, *rest, **kwargs)
+        kind = self.accelerator.distributed_type
+        if kind in (DistributedType.DEEPSPEED, DistributedType.FSDP):
+            raise ValueError(f"SAMGRPOTrainer does not run under {kind.value} (the accelerate launch config): under "
+                             "DeepSpeed, accelerate's backward takes the optimizer step at every synchronised backward, "
+                             "so the ascent pass would already update the weights, and ZeRO/FSDP keep gradients sharded "
+                             "outside p.grad, where the ascent direction is read. Launch with "
+                             "configs/accelerate/ddp.yaml (plain DDP; with LoRA the model fits without ZeRO)")
+        self._sam: SAMWindow | None = None   # the current accumulation window, while θ is perturbed
+        self._sam_prepared = None            # TRL step whose micro-batch the ascent pass has already prepared
+        self._sam_logps = None               # during SAM's passes: the policy's per-token log-probs of each micro-batch
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if self._sam_logps is not None: self._sam_logps.append(out[0].detach())
+        return out
+
+    def _prepare_inputs(self, generation_batch):
+        if self.model.training and self._sam_prepared == self._step:   # prepared by the ascent: never generate twice
+            return self._buffered_inputs[self._step % self.args.steps_per_generation]
+        return super()._prepare_inputs(generation_batch)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._sam is None: self._sam = self._sam_ascend(model, inputs)
+        window = self._sam
+        try:
+            loss = super().training_step(model, inputs, num_items_in_batch)   # TRL's step at θ + ε: the update
+        except BaseException:
+            self._sam_end(log=False)
+            raise
+        window.position += 1
+        window.loss_perturbed = window.loss_perturbed + loss
+        last = window.position == window.size
+        if last != bool(self.accelerator.sync_gradients):
+            self._sam_end(log=False)
+            raise RuntimeError(f"the training loop {'did not synchronise' if last else 'synchronised'} gradients after "
+                               f"{window.position} of the {window.size} micro-batches of this optimizer step "
+                               "(current_gradient_accumulation_steps): SAM would step the optimizer at perturbed "
+                               "weights. Call training_step from Trainer's loop, or set current_gradient_accumulation_steps")
+        if last: self._sam_end(log=True)
+        return loss
+
+    def _sam_ascend(self, model, inputs) -> SAMWindow:
+        "Pass 1: the gradient of the whole optimizer step at θ (all its micro-batches, all processes), then θ ← θ + ε."
+        start_time = time.perf_counter()
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train): self.optimizer.train()
+        size, spg = getattr(self, "current_gradient_accumulation_steps", 1), self.args.steps_per_generation
+        first = self._prepare_inputs(inputs)                  # generates when TRL's buffer is due, as TRL would
+        start = self._step % spg
+        if start + size > spg:
+            raise RuntimeError(f"this optimizer step's micro-batches {start}..{start + size - 1} cross the end of a "
+                               f"generation batch of {spg} micro-batches, so SAM cannot take the step's gradient before "
+                               "training on it; make steps_per_generation a multiple of gradient_accumulation_steps and "
+                               "the number of training micro-batches a multiple of gradient_accumulation_steps")
+        self._sam_prepared = self._step
+        batches = [first] + [self._buffered_inputs[start + j] for j in range(1, size)]
+        params = [p for p in model.parameters() if p.requires_grad]
+        earlier = [p.grad for p in params]                   # gradients already accumulated (kept, added to later)
+        for p in params: p.grad = None
+        kept, self._metrics["train"] = self._metrics["train"], defaultdict(list)   # TRL's metrics: the update pass only
+        loss_at_theta, saved, self._sam_logps = 0.0, None, []
+        try:
+            with self.accelerator.no_sync(model):          # DDP: no all-reduce in this pass (done once, below)
+                for batch in batches:
+                    with self.compute_loss_context_manager():
+                        loss = self.compute_loss(model, batch)
+                    if self.args.n_gpu > 1: loss = loss.mean()
+                    self.accelerator.backward(loss)
+                    loss_at_theta = loss_at_theta + loss.detach()
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            if self.accelerator.num_processes > 1:         # the global batch's gradient, as DDP's average
+                for g in grads:
+                    torch.distributed.all_reduce(g)
+                    g.div_(self.accelerator.num_processes)
+            norm = global_grad_norm(grads)
+            saved = perturb_(params, grads, ascent_scale(norm, self.args.sam_rho))
+            del grads
+        except BaseException:
+            self._sam_prepared, self._sam_logps = None, None
+            if saved is not None: restore_(params, saved)
+            raise
+        finally:
+            self._metrics["train"] = kept
+            for p, g in zip(params, earlier): p.grad = g
+        if hasattr(self, "_current_train_step_time"):       # TRL's step_time metric then counts both passes
+            self._current_train_step_time += time.perf_counter() - start_time
+        masks = [b["completion_mask"] * b["tool_mask"] if "tool_mask" in b else b["completion_mask"] for b in batches]
+        window = SAMWindow(size, params, saved, float(norm), step_norm(params, saved), loss_at_theta, masks,
+                           self._sam_logps)
+        self._sam_logps = []                                # pass 2's log-probs, micro-batch by micro-batch
+        return window
+
+    def _sam_end(self, log: bool) -> None:
+        "θ + ε → θ exactly (the saved values), before the optimizer step; log the window's SAM metrics."
+        window, logps_perturbed = self._sam, self._sam_logps
+        self._sam, self._sam_prepared, self._sam_logps = None, None, None
+        restore_(window.params, window.saved)
+        if not log: return
+        device = window.masks[0].device
+        kl, n = torch.zeros((), dtype=torch.float64, device=device), 0
+        if len(logps_perturbed) == len(window.logps_at_theta) == window.size:   # Σ_t log π_θ − log π_θ+ε per completion
+            for mask, a, b in zip(window.masks, window.logps_at_theta, logps_perturbed):
+                kl, n = kl + ((a - b).double() * mask).sum(), n + mask.shape[0]
+        stats = torch.stack([torch.as_tensor(window.loss_at_theta, device=device).double(),
+                             torch.as_tensor(window.loss_perturbed, device=device).double(), kl,
+                             torch.tensor(float(n), dtype=torch.float64, device=device)])
+        stats = self.accelerator.gather(stats).view(-1, 4)
+        at_theta, perturbed = stats[:, :2].mean(0).tolist()
+        metrics = self._metrics["train"]
+        metrics["sam/grad_norm"].append(window.grad_norm)
+        metrics["sam/ascent_norm"].append(window.ascent_norm)
+        metrics["sam/loss_at_theta"].append(at_theta)
+        metrics["sam/loss_perturbed"].append(perturbed)
+        n = stats[:, 3].sum().item()
+        metrics["sam/policy_kl"].append(stats[:, 2].sum().item() / n if n else math.nan)
+
+
+def trainer_classes(method: str) -> tuple[type, type]:
+    "(config class, trainer class) of a method: SAM's for 'sam-grpo'; FRPO's (which also runs TRL's GRPO loss) otherwise."
+    if method not in METHODS: raise ValueError(f"method must be one of {METHODS} (got {method!r})")
+    return (SAMGRPOConfig, SAMGRPOTrainer) if method == "sam-grpo" else (FRPOConfig, FRPOTrainer)

@@ -8,8 +8,9 @@ of a generation batch is a pseudo-random token sequence seeded by r. TRL's sampl
 the same way for any number of processes (each process takes a contiguous slice), so one process and
 several see exactly the same completions, rewards and groups; everything after generation — rewards,
 advantages, group ids, shuffles, the cross-process loss, DDP gradient averaging, the SGD step — is the real
-code. Each entry of CONFIGS_JSON is a dict of FRPOConfig overrides ("name" labels it); for each, process 0
-writes the parameter updates (after - before) into OUT.pt under that name. Finally, a check of the
+code. Each entry of CONFIGS_JSON is a dict of FRPOConfig overrides ("name" labels it; an entry with "sam_rho" trains
+with SAMGRPOConfig/SAMGRPOTrainer, SAM around the entry's loss); for each, process 0 writes the parameter updates
+(after - before) into OUT.pt under that name. Finally, a check of the
 cross-process loss alone: every process evaluates `frpo_loss` on its slice of one fixed random batch
 with accelerate's `gather`, gradients are averaged as DDP does, and process 0 records the largest
 difference to the single-process `frpo_loss` gradient of the whole batch under "loss_only_max_err".
@@ -31,7 +32,7 @@ from datasets import Dataset  # noqa: E402
 
 from frpo_nb.loss import frpo_loss  # noqa: E402
 from frpo_nb.testing import random_frpo_batch  # noqa: E402
-from frpo_nb.trainer import FRPOConfig, FRPOTrainer  # noqa: E402
+from frpo_nb.trainer import FRPOConfig, FRPOTrainer, SAMGRPOConfig, SAMGRPOTrainer  # noqa: E402
 
 WORDS = "apple banana cherry dog egg fig grape house ice jam kite lemon".split()
 PROMPTS = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"{a} {b}"}] for a in WORDS for b in WORDS[:2]]})
@@ -40,6 +41,9 @@ DEFAULT_CONFIGS = [  # FRPOConfig overrides; "global_batch" = completions per op
     dict(name="k4_accumulation2", gradient_accumulation_steps=2),
     dict(name="k8_group_spans_processes", num_generations=8, global_batch=8),
     dict(name="k4_lambda0.1_beta_nojackknife", frpo_lambda=0.1, beta=0.05, jackknife=False),
+    dict(name="sam_grpo", loss_type="grpo", sam_rho=0.05, beta=0.1),            # SAM-GRPO (TRL's loss)
+    dict(name="sam_grpo_accumulation2", loss_type="grpo", sam_rho=0.05, beta=0.1, gradient_accumulation_steps=2),
+    dict(name="sam_frpo", loss_type="frpo", sam_rho=0.05),                      # FRPO + SAM (λ = 0.2, as k4)
 ]
 
 
@@ -62,7 +66,7 @@ def scripted_rollout(prompts, trainer, max_len: int = 8):
 
 
 def one_step_config(world: int, overrides: dict) -> FRPOConfig:
-    "An SGD, no-clipping, one-step CPU config; `overrides['global_batch']` (default 16) counts all completions."
+    "An SGD, no-clipping, one-step CPU config (a SAMGRPOConfig when `sam_rho` is given); `overrides['global_batch']` (default 16) counts all completions."
     ga, global_batch = overrides.get("gradient_accumulation_steps", 1), overrides.get("global_batch", 16)
     kw = dict(output_dir=tempfile.mkdtemp(prefix="frpo_mp_"), use_cpu=True, bf16=False, activation_checkpointing=False,
               report_to="none", dataloader_pin_memory=False, save_strategy="no", disable_tqdm=True, seed=0,
@@ -70,13 +74,15 @@ def one_step_config(world: int, overrides: dict) -> FRPOConfig:
               max_steps=1, optim="sgd", learning_rate=0.5, frpo_lambda=0.2, lr_scheduler_type="constant", max_grad_norm=0.0,
               ddp_find_unused_parameters=False, logging_steps=1,
               model_init_kwargs={"dtype": torch.float64})  # float64: rounding noise far below the 1e-5 tolerance
-    return FRPOConfig(**(kw | {k: v for k, v in overrides.items() if k not in ("name", "global_batch")}))
+    config_cls = SAMGRPOConfig if "sam_rho" in overrides else FRPOConfig
+    return config_cls(**(kw | {k: v for k, v in overrides.items() if k not in ("name", "global_batch")}))
 
 
 def one_step_update(model_dir, overrides: dict, world: int = 1) -> dict:
-    "Parameter updates (after - before) of one FRPO optimizer step with scripted generation."
+    "Parameter updates (after - before) of one FRPO (or SAM) optimizer step with scripted generation."
     args = one_step_config(world, overrides)
-    trainer = FRPOTrainer(model=str(model_dir), reward_funcs=even_token_share, args=args, train_dataset=PROMPTS,
+    trainer_cls = SAMGRPOTrainer if isinstance(args, SAMGRPOConfig) else FRPOTrainer
+    trainer = trainer_cls(model=str(model_dir), reward_funcs=even_token_share, args=args, train_dataset=PROMPTS,
                           rollout_func=scripted_rollout)
     model = trainer.accelerator.unwrap_model(trainer.model)
     before = {k: v.detach().clone() for k, v in model.named_parameters()}

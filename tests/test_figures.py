@@ -387,3 +387,29 @@ def test_empty_results(tmp_path):
         run_all(results, tmp_path / f"figures-{results.name}", RESULTS_NOTEBOOKS)
         written_files(tmp_path / f"figures-{results.name}")
     assert "no math results" in (tmp_path / "figures-missing" / "fig4_math.md").read_text().lower()
+
+
+def test_sam_grpo_is_a_method_of_its_own(tmp_path):
+    """SAM-GRPO runs (ρ in their parameters, as the sweep injects it) are a series of their own, 'SAM-GRPO (ρ=…)', in the
+    curves and tables, and λ-less reference rows in the λ sweep, beside GRPO and FRPO."""
+    results, figures = tmp_path / "results" / "synthetic", tmp_path / "figures"
+    write_synthetic_results(results, methods=[("grpo", "grpo", None), ("frpo-lam0.5", "frpo", 0.5),
+                                              ("sam-grpo-rho0.05", "sam-grpo", None)], seeds=(0, 1), regimes=("sft-alpaca",))
+    for path in results.rglob("result.json"):                     # the sweep gives SAM-GRPO runs their ρ
+        rec = json.loads(path.read_text())
+        if rec["params"]["method"] == "sam-grpo":
+            rec["params"]["rho"] = 0.05
+            path.write_text(json.dumps(rec))
+    run_all(tmp_path / "results", figures, ["fig1_refusal_vs_sft", "fig3_lambda_sweep", "table_degradation"])
+    fig1 = pd.read_csv(figures / "fig1_refusal_vs_sft.csv")
+    ours = fig1[fig1.source.str.startswith("ours")]
+    assert set(ours.series) == {"grpo", "frpo-lam0.5", "SAM-GRPO (ρ=0.05)"}
+    runs = [r for r in read_runs(results) if r["kind"] == "finetune" and r["params"]["method"] == "sam-grpo"]
+    row = ours[(ours.series == "SAM-GRPO (ρ=0.05)") & (ours.metric == "refusal_prob") & (ours.step == 60)].iloc[0]
+    np.testing.assert_allclose([row["mean"], row.lo, row.hi], t_interval([r["curve"][-1]["refusal_prob"] for r in runs]),
+                               rtol=1e-9)
+    fig3 = pd.read_csv(figures / "fig3_lambda_sweep.csv")
+    sam = fig3[fig3.method == "sam-grpo"]
+    assert set(sam.series) == {"SAM-GRPO (ρ=0.05)"} and sam.lamb.isna().all() and set(sam.stage) == {
+        "after RL", "kept after sft-alpaca"}
+    assert "SAM-GRPO (ρ=0.05)" in (figures / "table_degradation.md").read_text()

@@ -1,5 +1,5 @@
 """Integration tests of frpo_nb.trainer on a tiny CPU model: one vs two processes (torchrun), gradient accumulation,
-learning on a toy reward, and parity with TRL's GRPOTrainer for TRL's own loss types.
+learning on a toy reward, and parity with TRL's GRPOTrainer for TRL's own loss types; the same for SAM (SAMGRPOTrainer).
 
 The one-vs-two-process tests run tests/multiproc_step.py, which replaces sampling by a completion fixed by each
 row's global index (see its docstring), so both setups see the same batch; everything else is the real trainer.
@@ -20,7 +20,7 @@ import multiproc_step as mp  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from frpo_nb.tiny import build_tiny  # noqa: E402
-from frpo_nb.trainer import FRPOConfig, FRPOTrainer  # noqa: E402
+from frpo_nb.trainer import FRPOConfig, FRPOTrainer, SAMGRPOConfig, SAMGRPOTrainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -92,7 +92,7 @@ def test_accumulation_2_gives_the_update_of_1(one_process, two_processes):
     assert rel_diff(one_process["k4"], two_processes["k4_accumulation2"]) <= 1e-5
 
 
-def sgd_update(model, trainer_cls=FRPOTrainer, **kw):
+def sgd_update(model, trainer_cls=FRPOTrainer, config_cls=FRPOConfig, **kw):
     "Parameter update of one SGD step with sampled generation, and the completions that were sampled."
     seen = []
 
@@ -100,7 +100,7 @@ def sgd_update(model, trainer_cls=FRPOTrainer, **kw):
         seen.extend(map(tuple, completion_ids))
         return mp.even_token_share(completions, completion_ids)
 
-    args = FRPOConfig(**(CPU | dict(output_dir=tempfile.mkdtemp(), max_steps=1, optim="sgd", learning_rate=0.5,
+    args = config_cls(**(CPU | dict(output_dir=tempfile.mkdtemp(), max_steps=1, optim="sgd", learning_rate=0.5,
                                     lr_scheduler_type="constant", max_grad_norm=0.0, frpo_lambda=0.5) | kw))
     trainer = trainer_cls(model=str(model), reward_funcs=reward, args=args, train_dataset=mp.PROMPTS)
     before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
@@ -114,6 +114,31 @@ def test_accumulation_with_sampled_generation(tiny_model):
     two, seen2 = sgd_update(tiny_model, per_device_train_batch_size=8, gradient_accumulation_steps=2)
     assert seen1 == seen2 and len(seen1) == 16                  # the same sampled completions
     assert norm(one) > 1e-2
+    assert rel_diff(one, two) <= 1e-5
+
+
+def test_sam_accumulation_2_gives_the_update_of_1(one_process, two_processes):
+    "SAM's direction is the optimizer step's global batch: accumulation 2 = 1, on one process and on two (torchrun)."
+    assert norm(one_process["sam_grpo"]) > 1e-2
+    assert rel_diff(one_process["sam_grpo"], one_process["sam_grpo_accumulation2"]) <= 1e-5
+    assert rel_diff(one_process["sam_grpo"], two_processes["sam_grpo_accumulation2"]) <= 1e-5
+
+
+def test_sam_changes_the_update(one_process):
+    "FRPO + SAM is not FRPO: the gradient is taken at the perturbed weights (same batch, λ, SGD step)."
+    assert rel_diff(one_process["k4"], one_process["sam_frpo"]) > 1e-3
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "frpo"])
+def test_sam_accumulation_with_sampled_generation(tiny_model, loss_type):
+    "SAM with TRL's sampled generation: one generate call of 16, trained as 8 + 8 or as 16, gives the same update."
+    kw = dict(loss_type=loss_type, sam_rho=0.05, beta=0.1)
+    one, seen1 = sgd_update(tiny_model, SAMGRPOTrainer, SAMGRPOConfig, per_device_train_batch_size=16, **kw)
+    two, seen2 = sgd_update(tiny_model, SAMGRPOTrainer, SAMGRPOConfig, per_device_train_batch_size=8,
+                            gradient_accumulation_steps=2, **kw)
+    plain, _ = sgd_update(tiny_model, per_device_train_batch_size=16, loss_type=loss_type, beta=0.1)
+    assert seen1 == seen2 and len(seen1) == 16
+    assert norm(one) > 1e-2 and rel_diff(one, plain) > 1e-3      # SAM's update is not the plain one
     assert rel_diff(one, two) <= 1e-5
 
 
