@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -19,8 +24,9 @@ from .runfolder import RESULT
 
 
 # %% auto #0
-__all__ = ['EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates', 'smoke_config', 'random_frpo_batch',
-           'write_synthetic_results', 'write_standins', 'constant_model']
+__all__ = ['FAILING_METHODS', 'EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates', 'smoke_config',
+           'write_smoke_config', 'kill_cli_when', 'run_cli', 'random_frpo_batch', 'write_synthetic_results',
+           'write_standins', 'constant_model']
 
 # %% ../nbs/11_testing.ipynb #86ba7e37
 _SMOKE = {
@@ -67,6 +73,42 @@ def smoke_config(**over) -> dict:
                 regimes=["sft-a"], finetune={"steps": 2},
                 templates={"train": "tpl/smoke_train.ipynb", "finetune": "tpl/smoke_finetune.ipynb"})
     return {**base, **over}
+
+
+# %% ../nbs/11_testing.ipynb #5122b60e
+FAILING_METHODS = [{"name": "grpo", "beta": 0.1}, {"name": "frpo", "lamb": 0.5, "beta": 0.002},
+                   {"name": "frpo", "lamb": 2.0, "beta": 0.002, "train": {"fail": True}}]
+
+
+def write_smoke_config(folder, name: str = "micro", **over) -> Path:
+    "Smoke templates in `folder/tpl` and `smoke_config(name=name, **over)` as `folder/<name>.yaml`; returns its path."
+    import yaml
+    folder = Path(folder)
+    write_smoke_templates(folder / "tpl")
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(smoke_config(name=name, **over), sort_keys=False))
+    return path
+
+
+def kill_cli_when(ready, *args, timeout: float = 120, poll: float = 0.05) -> None:
+    "Start `python -m frpo_nb.cli ARGS` in a session of its own and SIGKILL it (a killed driver) once `ready()` is true."
+    proc = subprocess.Popen([sys.executable, "-m", "frpo_nb.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(poll)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    "`python -m frpo_nb.cli ARGS` in a process of its own, output captured."
+    return subprocess.run([sys.executable, "-m", "frpo_nb.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 # %% ../nbs/11_testing.ipynb #95e64967

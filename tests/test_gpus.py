@@ -7,9 +7,7 @@ not exist: on this CPU machine they are only numbers in CUDA_VISIBLE_DEVICES. Al
 `accelerate launch`es on CPU at the same time, each on the port the sweep gave it (slow), and the dry runs
 of the paper preset with --gpus and with --executor slurm.
 """
-import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +22,7 @@ from frpo_nb.gpus import PORT_ENV
 from frpo_nb.runfolder import ERROR, RESULT
 from frpo_nb.cli import main
 from frpo_nb.sweep import expand_grid
-from frpo_nb.testing import write_smoke_templates
+from frpo_nb.testing import FAILING_METHODS, kill_cli_when, run_cli, write_smoke_config
 from placement import check_disjoint, max_concurrent, records
 
 PY = sys.executable
@@ -33,20 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def write_config(tmp: Path, name: str = "gpus", **over) -> Path:
     "Three methods (the last one's train run fails) × one seed, one regime; train runs take 2 GPUs, fine-tunes 1."
-    write_smoke_templates(tmp / "tpl")
-    cfg = dict(name=name, setting="safety", models=["tiny"], seeds=[0],
-               methods=[{"name": "grpo", "beta": 0.1}, {"name": "frpo", "lamb": 0.5, "beta": 0.002},
-                        {"name": "frpo", "lamb": 2.0, "beta": 0.002, "train": {"fail": True}}],
-               regimes=["sft-a"], train={"num_processes": 2, "sleep_s": 2.0}, finetune={"steps": 2, "num_processes": 1},
-               templates={"train": "tpl/smoke_train.ipynb", "finetune": "tpl/smoke_finetune.ipynb"})
-    cfg.update(over)
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return write_smoke_config(tmp, name, **dict(methods=FAILING_METHODS, train={"num_processes": 2, "sleep_s": 2.0},
+                                                finetune={"steps": 2, "num_processes": 1}) | over)
 
 
-def cli(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "frpo_nb.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+cli = run_cli
 
 
 @pytest.mark.slow
@@ -55,17 +44,8 @@ def test_gpus_shared_out_with_resume_failures_and_status(tmp_path):
     jobs = expand_grid(load_config(cfg))
     ids = [j.run_id for j in jobs]
     results = tmp_path / "results"
-    proc = subprocess.Popen([PY, "-m", "frpo_nb.cli", "sweep", str(cfg), "--gpus", "0-3", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:                                            # kill the sweep as soon as one run has finished
-        deadline = time.time() + 120
-        while not any((results / i / RESULT).exists() for i in ids):
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+    kill_cli_when(lambda: any((results / i / RESULT).exists() for i in ids), "sweep", cfg, "--gpus", "0-3",
+                  "--no-progress", timeout=120)            # kill the sweep as soon as one run has finished
     time.sleep(1)                                   # the workers notice the sweep is gone and stop
     finished = {i: (results / i / RESULT).read_text() for i in ids if (results / i / RESULT).exists()}
     assert 0 < len(finished) < len(ids)

@@ -12,21 +12,18 @@ whose rerun reattaches: nothing redone, nothing submitted twice.
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from frpo_nb.core import load_config
 from frpo_nb.runfolder import ERROR, RESULT, SLURM
 from frpo_nb.cli import main
 from frpo_nb.sweep import expand_grid, sweep_status
-from frpo_nb.testing import write_smoke_templates
+from frpo_nb.testing import FAILING_METHODS, kill_cli_when, write_smoke_config
 from placement import check_disjoint, max_concurrent, records
 
 PY = sys.executable
@@ -56,17 +53,11 @@ def slurm(tmp_path_factory):
 
 
 def write_config(tmp: Path, name: str, **over) -> Path:
-    write_smoke_templates(tmp / "tpl")
-    cfg = dict(name=name, setting="safety", models=["tiny"], seeds=[0, 1],
-               methods=[{"name": "grpo", "beta": 0.1}, {"name": "frpo", "lamb": 0.5, "beta": 0.002},
-                        {"name": "frpo", "lamb": 2.0, "beta": 0.002, "train": {"fail": True}}],
-               regimes=["sft-a"], train={"num_processes": 2, "sleep_s": 4.0}, finetune={"steps": 2, "num_processes": 1},
-               templates={"train": "tpl/smoke_train.ipynb", "finetune": "tpl/smoke_finetune.ipynb"},
-               executor="slurm", slurm={"cpus_per_gpu": 1, "cpus": 1, "array_parallelism": 2, "time": 10, "poll_s": 1})
-    cfg.update(over)
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    "Three methods (the last one's train run fails) × two seeds, one regime, on the Slurm executor."
+    return write_smoke_config(tmp, name, **dict(
+        seeds=[0, 1], methods=FAILING_METHODS, train={"num_processes": 2, "sleep_s": 4.0},
+        finetune={"steps": 2, "num_processes": 1}, executor="slurm",
+        slurm={"cpus_per_gpu": 1, "cpus": 1, "array_parallelism": 2, "time": 10, "poll_s": 1}) | over)
 
 
 def squeue(job_ids) -> dict[str, str]:
@@ -83,17 +74,8 @@ def test_slurm_sweep_killed_driver_reattaches(slurm, tmp_path, capsys):
     bad = [j for j in jobs if j.params.get("fail")]
     blocked = [j for j in jobs if j.parent in {b.run_id for b in bad}]
     t0 = time.time()
-    proc = subprocess.Popen([PY, "-m", "frpo_nb.cli", "sweep", str(cfg), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:                            # kill the driver once every run is submitted and the first has finished
-        deadline = time.time() + 180
-        while not (all((results / i / SLURM).is_file() for i in ids) and any((results / i / RESULT).is_file() for i in ids)):
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None: os.killpg(proc.pid, signal.SIGKILL)
+    kill_cli_when(lambda: all((results / i / SLURM).is_file() for i in ids) and any((results / i / RESULT).is_file() for i in ids),
+                  "sweep", cfg, "--no-progress", timeout=180, poll=0.1)   # kill the driver once all is submitted and one run finished
     job_ids = {i: json.loads((results / i / SLURM).read_text())["job_id"] for i in ids}
     finished = {i: (results / i / RESULT).read_text() for i in ids if (results / i / RESULT).is_file()}
     live = {k: v for k, v in squeue(list(job_ids.values())).items() if v.split("|")[0] in ("PENDING", "RUNNING")}

@@ -20,7 +20,7 @@ from frpo_nb.core import load_config
 from frpo_nb.runfolder import ERROR, RESULT
 from frpo_nb.cli import main
 from frpo_nb.sweep import expand_grid, sweep_lock
-from frpo_nb.testing import write_smoke_templates
+from frpo_nb.testing import run_cli, write_smoke_config
 
 PY = sys.executable
 VOLATILE = {"timings", "host", "params", "files", "git", "versions", "config", "template"}  # differ between two sweeps
@@ -28,21 +28,11 @@ VOLATILE = {"timings", "host", "params", "files", "git", "versions", "config", "
 
 def write_config(tmp: Path, name: str = "micro", **over) -> Path:
     "A micro config on smoke templates in tmp/tpl: grpo + frpo train runs × one regime, one seed."
-    write_smoke_templates(tmp / "tpl")
-    cfg = dict(name=name, setting="safety", models=["tiny"], seeds=[0],
-               methods=[{"name": "grpo", "beta": 0.1}, {"name": "frpo", "lamb": 0.5, "beta": 0.002, "train": {"value": 2.0}}],
-               regimes=["sft-a"], finetune={"steps": 2},
-               templates={"train": "tpl/smoke_train.ipynb", "finetune": "tpl/smoke_finetune.ipynb",
-                          "evaluate": "tpl/smoke_evaluate.ipynb"},
-               evaluate_after=[])
-    cfg.update(over)
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return write_smoke_config(tmp, name, **{"templates": {"train": "tpl/smoke_train.ipynb", "finetune": "tpl/smoke_finetune.ipynb",
+                                                         "evaluate": "tpl/smoke_evaluate.ipynb"}, "evaluate_after": []} | over)
 
 
-def cli(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "frpo_nb.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+cli = run_cli
 
 
 def run_main(capsys, *args) -> tuple[int, str, str]:
