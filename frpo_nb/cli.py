@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .core import EXECUTORS, ConfigError, find_repo_root, load_config, shipped
 from .runfolder import RESULT
+from .slurm import preview_slurm, run_sweep_slurm, sweep_status_slurm
 from .sweep import (SweepBusy, _raise_interrupt, check_results_dir, check_run_values, check_templates,
-                           expand_grid, format_status, plan_resources, plan_runs, run_figures, run_sweep, sweep_status)
+                           expand_grid, format_status, plan_resources, plan_runs, run_figures, run_sweep)
 
 # %% auto #0
 __all__ = ['main']
@@ -94,6 +95,7 @@ def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True,
 # %% ../nbs/12_cli.ipynb #eef0cffb
 def _cmd_sweep(a, figures: bool = False) -> int:
     cfg = load_config(a.config)
+    slurm = (a.executor or cfg.executor) == "slurm"
     try:
         results = check_results_dir(Path(a.results).resolve() if a.results else cfg.results_path,
                                     "--results" if a.results else "results_dir")
@@ -106,12 +108,14 @@ def _cmd_sweep(a, figures: bool = False) -> int:
                 try: analysis_spec(None, path=cfg.source)
                 except ValueError as e: raise ConfigError(f"analysis: {e}") from None
             plan = plan_runs(jobs, results, a.retry_failed)
-            res = plan_resources(cfg, jobs, plan, a.executor, a.gpus, a.workers)
+            res = (preview_slurm(cfg, jobs, plan) if slurm else plan_resources(cfg, jobs, plan, a.executor, a.gpus, a.workers))
             for j in jobs: print(f"{plan[j.run_id]:8} {j.kind:9} {j.run_id}" + res.get(j.run_id, ""))
             print(f"{len(jobs)} runs: " + ", ".join(f"{n} {k}" for k, n in Counter(plan.values()).items()) + f"  [{results}]")
             return 0
-        summary = run_sweep(cfg, a.workers, a.retry_failed, results, progress=not a.no_progress, gpus=a.gpus,
-                            executor=a.executor)
+        if slurm and a.gpus is not None:
+            raise ConfigError("--gpus is for a local sweep; under Slurm each run asks for its num_processes GPUs")
+        summary = (run_sweep_slurm(cfg, a.retry_failed, results, not a.no_progress) if slurm else
+                   run_sweep(cfg, a.workers, a.retry_failed, results, progress=not a.no_progress, gpus=a.gpus))
     except ConfigError as e: raise type(e)(f"{a.config}: {e}") from None
     print(summary)
     rc = 0 if summary.ok else 1
@@ -132,7 +136,7 @@ def _cmd_status(a) -> int:
     results = check_results_dir(Path(a.results).resolve() if a.results else cfg.results_path,
                                 "--results" if a.results else f"{a.config}: results_dir")
     if not results.exists(): print(f"note: {results} does not exist yet: no run of this config has started", file=sys.stderr)
-    rows = sweep_status(cfg, results)
+    rows = sweep_status_slurm(cfg, results)
     metrics = a.metrics.split(",") if a.metrics else None
     known = {k for r in rows for k in r["metrics"]}
     missing = [m for m in metrics or [] if m not in known]

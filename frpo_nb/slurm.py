@@ -21,14 +21,13 @@ from tqdm import tqdm
 from .core import ConfigError, ExperimentConfig, minutes, write_json_atomic
 from .gpus import BASE_PORT, PORT_ENV, free_port, run_gpus
 from .runfolder import ERROR, RESULT, SLURM, clear_run_dir
-from .sweep import (Job, SweepSummary, _error_line, _now, check_templates, execute_job, expand_grid, plan_runs,
-                           sweep_lock)
+from .sweep import (Job, SweepSummary, _error_line, _now, check_templates, execute_job, expand_grid, plan_runs, sweep_lock, sweep_status)
 
 # %% auto #0
 __all__ = ['QUEUED', 'RUNNING', 'LOG_MARKS', 'BAD', 'stage_minutes', 'slurm_parameters', 'Submission', 'plan_submissions',
            'RunFailed', 'SlurmTimeLimit', 'node_port', 'SlurmRun', 'SlurmSubmitError', 'logs_folder', 'submit_runs',
            'parse_squeue', 'parse_sacct', 'state_from_log', 'log_state', 'slurm_states', 'read_slurm', 'slurm_view',
-           'slurm_status', 'run_sweep_slurm', 'describe_request', 'preview_slurm']
+           'slurm_status', 'sweep_status_slurm', 'run_sweep_slurm', 'describe_request', 'preview_slurm']
 
 # %% ../nbs/09c_slurm.ipynb #f3967ac5
 def stage_minutes(cfg: ExperimentConfig, kind: str) -> int:
@@ -324,10 +323,19 @@ def slurm_status(rows: list[dict], jobs: list[Job], results_dir: Path, states=sl
         status[rid] = r["status"]
     return rows
 
+# %% ../nbs/09c_slurm.ipynb #19a9dc94
+def sweep_status_slurm(cfg: ExperimentConfig, results_dir: str | Path | None = None) -> list[dict]:
+    "`sweep_status` of `cfg`, with what Slurm says about the runs it was given (queued, running, timeout, ...)."
+    results_dir = Path(results_dir or cfg.results_path).resolve()
+    rows = sweep_status(cfg, results_dir)
+    if any((results_dir / r["run_id"] / SLURM).is_file() for r in rows): slurm_status(rows, expand_grid(cfg), results_dir)
+    return rows
+
+
 # %% ../nbs/09c_slurm.ipynb #63d18d63
 def _settle(jobs: list[Job], results_dir: Path, view: dict, seen: dict, grace_s: float, config_file) -> dict[str, str]:
     "Write error.json for runs whose job ended without a result (after `grace_s` for COMPLETED/FAILED); run_id -> blocked for the runs Slurm dropped because a parent failed."
-    final, by_id = {}, {j.run_id: j for j in jobs}
+    final = {}
     for j in jobs:
         v = view.get(j.run_id)
         if v is None or v["status"] not in ("ended", "blocked"): continue

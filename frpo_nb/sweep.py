@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from .core import STAGES, ConfigError, ExperimentConfig, git_state, package_versions, parse_gpus, write_json_atomic
 from .gpus import PORT_ENV, GpuPool, check_fits, environ, preview_gpus, run_gpus
-from .runfolder import ERROR, RESULT, SLURM, clear_run_dir, read_metrics, run_state
+from .runfolder import ERROR, RESULT, clear_run_dir, read_metrics, run_state
 
 # %% auto #0
 __all__ = ['Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates', 'template_choices',
@@ -472,9 +472,8 @@ def run_sweep(cfg: ExperimentConfig, workers: int | None = 1, retry_failed: bool
               results_dir: str | Path | None = None, progress: bool = True, gpus=None, executor: str | None = None) -> SweepSummary:
     "Run every unfinished run of `cfg` (on `gpus`, or as Slurm jobs); finished runs are skipped, failed ones kept unless `retry_failed`."
     if (executor or cfg.executor) == "slurm":
-        if gpus is not None: raise ConfigError("--gpus is for a local sweep; under Slurm each run asks for its num_processes GPUs")
-        from frpo_nb.slurm import run_sweep_slurm
-        return run_sweep_slurm(cfg, retry_failed, results_dir, progress)
+        raise ConfigError("executor slurm: this runs sweeps on this machine; Slurm sweeps run through "
+                          "frpo_nb.slurm.run_sweep_slurm (what `frpo-nb sweep` calls for executor: slurm)")
     where = "--gpus" if gpus is not None else f"gpus in {cfg.source or 'the config'}"
     gpus = parse_gpus(gpus, "--gpus") if gpus is not None else cfg.gpus
     workers = workers or (len(gpus) if gpus else 1)
@@ -517,9 +516,6 @@ def sweep_status(cfg: ExperimentConfig, results_dir: str | Path | None = None) -
             except (OSError, ValueError): pass
         rows.append({"run_id": j.run_id, "kind": j.kind, "status": s, "wall_s": rec.get("timings", {}).get("wall_s"),
                      "metrics": rec.get("metrics", {}), "error": _error_line(run_dir) if s == "failed" else ""})
-    if any((results_dir / r["run_id"] / SLURM).is_file() for r in rows):
-        from frpo_nb.slurm import slurm_status
-        slurm_status(rows, expand_grid(cfg), results_dir)
     return rows
 
 
@@ -561,10 +557,7 @@ def run_figures(results_dir: str | Path, notebooks_dir: str | Path, kernel: str 
 # %% ../nbs/09_sweep.ipynb #91f02d18
 def plan_resources(cfg: ExperimentConfig, jobs: list[Job], plan: dict, executor: str | None = None, gpus=None,
                    workers: int | None = None) -> dict[str, str]:
-    "run_id -> what a dry run prints after the run: its Slurm request, or its GPUs and port with `gpus`; {} otherwise."
-    if (executor or cfg.executor) == "slurm":
-        from frpo_nb.slurm import preview_slurm
-        return preview_slurm(cfg, jobs, plan)
+    "run_id -> what a local dry run prints after the run: its GPUs and port with `gpus`; {} otherwise."
     gpus = parse_gpus(gpus, "--gpus") if gpus is not None else cfg.gpus
     if not gpus: return {}
     check_fits(jobs, gpus)

@@ -22,7 +22,8 @@ import pytest
 from frpo_nb.core import load_config
 from frpo_nb.runfolder import ERROR, RESULT, SLURM
 from frpo_nb.cli import main
-from frpo_nb.sweep import expand_grid, sweep_status
+from frpo_nb.slurm import sweep_status_slurm
+from frpo_nb.sweep import expand_grid
 from frpo_nb.testing import FAILING_METHODS, kill_cli_when, write_smoke_config
 from placement import check_disjoint, max_concurrent, records
 
@@ -80,7 +81,7 @@ def test_slurm_sweep_killed_driver_reattaches(slurm, tmp_path, capsys):
     finished = {i: (results / i / RESULT).read_text() for i in ids if (results / i / RESULT).is_file()}
     live = {k: v for k, v in squeue(list(job_ids.values())).items() if v.split("|")[0] in ("PENDING", "RUNNING")}
     assert live, "every job had ended before the driver was killed: nothing to reattach to"
-    rows = {r["run_id"]: r["status"] for r in sweep_status(load_config(cfg))}   # status from Slurm, no driver
+    rows = {r["run_id"]: r["status"] for r in sweep_status_slurm(load_config(cfg))}   # status from Slurm, no driver
     assert {"queued", "running"} & set(rows.values()), rows
 
     assert main(["sweep", str(cfg), "--no-progress"]) == 1                   # reattach; 2 runs fail, 2 are blocked
@@ -104,7 +105,7 @@ def test_slurm_sweep_killed_driver_reattaches(slurm, tmp_path, capsys):
     for j in blocked:
         assert not (results / j.run_id / RESULT).exists() and not (results / j.run_id / ERROR).exists()
         assert states[job_ids[j.run_id]].startswith("CANCELLED|Dependency"), states   # by Slurm, or by the driver first
-    rows = {r["run_id"]: r["status"] for r in sweep_status(load_config(cfg))}
+    rows = {r["run_id"]: r["status"] for r in sweep_status_slurm(load_config(cfg))}
     assert [rows[j.run_id] for j in blocked] == ["blocked", "blocked"] and [rows[b.run_id] for b in bad] == ["failed"] * 2
     print(f"slurm sweep of {len(ids)} runs, driver killed and rerun: {wall:.1f} s")
 
@@ -119,7 +120,7 @@ def test_slurm_time_limit_is_reported_and_retried(slurm, tmp_path, capsys):
     assert main(["sweep", str(cfg), "--no-progress"]) == 1
     out = capsys.readouterr().out
     assert "1 failed" in out and "SlurmTimeLimit: the run reached its Slurm time limit (1 min: slurm.time in" in out, out
-    assert [r["status"] for r in sweep_status(load_config(cfg))] == ["timeout"]
+    assert [r["status"] for r in sweep_status_slurm(load_config(cfg))] == ["timeout"]
     assert main(["status", str(cfg)]) == 0 and "timeout" in capsys.readouterr().out
     assert main(["sweep", str(cfg), "--no-progress"]) == 1            # without --retry-failed it stays failed
     capsys.readouterr()
