@@ -26,7 +26,7 @@ demo: install
 	ls -1d results/tiny-demo/safety-*; echo "Figures and tables written to results/tiny-demo/figures/:"; \
 	ls -1 results/tiny-demo/figures/
 
-## make study: the full tiny study (tiny-safety 105 runs + tiny-math 70 runs): the shared base policy once (while
+## make study: the full tiny study (tiny-safety 120 runs + tiny-math 70 runs): the shared base policy once (while
 ## no run competes for the cores), then both sweeps side by side (math logs to results/tiny-math.log), then the base
 ## measured at every seed as the train runs measure their policies (studies/base_vs_rl.py, one process per setting),
 ## then every figure and table from results/
