@@ -97,8 +97,8 @@ class TemplateError(ConfigError):
     "A template notebook that cannot honour the sweep's contract."
 
 
-def template_parameters(path: str | Path) -> dict:
-    "Names and defaults assigned in the `parameters` cell of notebook `path` (an expression's source if not a literal)."
+def _parameters_source(path: str | Path) -> str:
+    "The source of the cell tagged `parameters` in notebook `path`; `TemplateError` when there is no such notebook or cell."
     path = Path(path)
     if not path.is_file(): raise TemplateError(f"template {path} does not exist")
     nb = nbformat.read(path, as_version=4)
@@ -106,13 +106,23 @@ def template_parameters(path: str | Path) -> dict:
     if not cells:
         raise TemplateError(f"template {path} has no cell tagged 'parameters'; papermill would put the run's values "
                             "before the defaults, which then overwrite them")
-    out = {}
-    for node in ast.parse(cells[0].source).body:
+    return cells[0].source
+
+
+def _assignments(source: str):
+    "(name, value node) of every plain or annotated assignment to a name in `source`."
+    for node in ast.parse(source).body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         for t in targets:
-            if isinstance(t, ast.Name) and node.value is not None:
-                try: out[t.id] = ast.literal_eval(node.value)
-                except ValueError: out[t.id] = ast.unparse(node.value)
+            if isinstance(t, ast.Name) and node.value is not None: yield t.id, node.value
+
+
+def template_parameters(path: str | Path) -> dict:
+    "Names and defaults assigned in the `parameters` cell of notebook `path` (an expression's source if not a literal)."
+    out = {}
+    for name, value in _assignments(_parameters_source(path)):
+        try: out[name] = ast.literal_eval(value)
+        except ValueError: out[name] = ast.unparse(value)
     return out
 
 
@@ -152,10 +162,8 @@ _ONE_OF = re.compile(r"^([A-Za-z_]\w*)\s*(?::[^=]*)?=[^#]*#.*?\bone of:?\s+([\w.
 
 def template_choices(path: str | Path) -> dict[str, tuple[tuple, str]]:
     "Parameters of template `path` whose comment says `# one of a | b` or `# one of module.NAME`: name -> (values, where from)."
-    nb = nbformat.read(Path(path), as_version=4)
-    cell = next((c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     out = {}
-    for line in (cell.source.splitlines() if cell else []):
+    for line in _parameters_source(path).splitlines():
         m = _ONE_OF.match(line.strip())
         if not m: continue
         name, spec = m.groups()
@@ -184,15 +192,10 @@ def _same_kind(value, default) -> bool:
 
 def _literal_defaults(path: Path) -> dict:
     "The defaults of `path`'s parameters cell that are literals (an expression's value is not known before the run)."
-    nb = nbformat.read(Path(path), as_version=4)
-    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
     out = {}
-    for node in ast.parse(cell.source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        for t in targets:
-            if not isinstance(t, ast.Name) or node.value is None: continue
-            try: out[t.id] = ast.literal_eval(node.value)
-            except ValueError: pass
+    for name, value in _assignments(_parameters_source(path)):
+        try: out[name] = ast.literal_eval(value)
+        except ValueError: pass
     return out
 
 
