@@ -5,6 +5,7 @@
 # %% ../nbs/07_evaluate.ipynb #e7e3d218
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -32,6 +33,7 @@ class Samples:
     attention_mask: torch.Tensor  # [N, P + C]
     completion_mask: torch.Tensor  # [N, C] 1 on completion tokens up to and including end-of-turn
     n: int
+    logps: torch.Tensor | None = None  # [N, C] log π(token) under the model that drew them (with_logps=True), else None
 
     def per_prompt(self) -> list[list[str]]:
         "Texts grouped by prompt."
@@ -64,15 +66,15 @@ EXPLICIT_DECODING = dict(top_k=0, top_p=1.0, min_p=None, typical_p=1.0, epsilon_
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompts: list[list[dict]], *, n: int = 1, greedy: bool = False,
                        max_new_tokens: int = 32, temperature: float = 1.0, batch_size: int = 64,
-                       seed: int | None = 0, repetition_penalty: float = 1.0) -> Samples:
-    "Generate `n` completions per conversational prompt (greedy, or sampled at `temperature` with `seed`); no model-default decoding setting applies."
+                       seed: int | None = 0, repetition_penalty: float = 1.0, with_logps: bool = False) -> Samples:
+    "Generate `n` completions per conversational prompt (greedy, or sampled at `temperature` with `seed`); no model-default decoding setting applies. `with_logps`: also keep each completion token's log-probability under the model (T = 1), read from the generation's own logits."
     if greedy and n != 1: raise ValueError("n must be 1 with greedy=True (greedy decoding is deterministic)")
     if tokenizer.padding_side != "left":
         raise ValueError("tokenizer.padding_side must be 'left' for generation: set tokenizer.padding_side = 'left'")
     was_training, device = model.training, model.device
     model.eval()
     if seed is not None: torch.manual_seed(seed)
-    prompt_rows, completion_rows = [], []
+    prompt_rows, completion_rows, logp_rows = [], [], []
     for start in range(0, len(prompts), batch_size):
         chunk = [p for p in prompts[start:start + batch_size] for _ in range(n)]
         enc = tokenizer.apply_chat_template(chunk, add_generation_prompt=True, padding=True, return_dict=True,
@@ -80,15 +82,25 @@ def sample_completions(model, tokenizer, prompts: list[list[dict]], *, n: int = 
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
                              temperature=1.0 if greedy else temperature, repetition_penalty=repetition_penalty,
                              **EXPLICIT_DECODING, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id).cpu()
-        width = enc["input_ids"].shape[1]
-        lengths = completion_length(out[:, width:], tokenizer.eos_token_id)
+                             eos_token_id=tokenizer.eos_token_id, output_logits=with_logps,
+                             return_dict_in_generate=True)
+        width, seqs = enc["input_ids"].shape[1], out.sequences.cpu()
+        lengths = completion_length(seqs[:, width:], tokenizer.eos_token_id)
+        if with_logps:   # one step's [B, V] at a time: never the whole [B, C, V] (a large vocabulary would not fit)
+            token_logps = torch.stack([step.float().log_softmax(-1).cpu().gather(-1, seqs[:, width + t, None])[:, 0]
+                                       for t, step in enumerate(out.logits)], 1)
+            logp_rows += [lp[:length] for lp, length in zip(token_logps, lengths)]
         for row, mask, comp, length in zip(enc["input_ids"].cpu(), enc["attention_mask"].cpu().bool(),
-                                           out[:, width:], lengths):
+                                           seqs[:, width:], lengths):
             prompt_rows.append(row[mask]); completion_rows.append(comp[:length])
     if was_training: model.train()
     texts = tokenizer.batch_decode(completion_rows, skip_special_tokens=True)
-    return Samples(texts, *pack_prompt_completion(prompt_rows, completion_rows, tokenizer.pad_token_id), n=n)
+    packed = pack_prompt_completion(prompt_rows, completion_rows, tokenizer.pad_token_id)
+    logps = None
+    if with_logps:
+        logps = torch.zeros(packed[2].shape)
+        for i, lp in enumerate(logp_rows): logps[i, :len(lp)] = lp
+    return Samples(texts, *packed, n=n, logps=logps)
 
 # %% ../nbs/07_evaluate.ipynb #fda03dd4
 @torch.no_grad()
@@ -106,10 +118,11 @@ def completion_logps(model, samples: Samples) -> torch.Tensor:
 
 
 def kl_to_reference(model, ref_model, *samples: Samples) -> float:
-    "KL(π_model ‖ π_ref) per completion (k3 per token, summed), averaged over every completion of `samples` (drawn from `model`)."
+    "KL(π_model ‖ π_ref) per completion (k3 per token, summed), averaged over every completion of `samples` (drawn from `model`; their `logps`, when kept, stand for `model`'s)."
     per_completion = []
     for s in samples:
-        d = completion_logps(ref_model, s) - completion_logps(model, s)
+        own = s.logps if s.logps is not None else completion_logps(model, s)
+        d = completion_logps(ref_model, s) - own
         per_completion.append(((torch.exp(d) - d - 1) * s.completion_mask).sum(-1))
     return torch.cat(per_completion).mean().item()
 
@@ -159,6 +172,11 @@ def mean_reward(reward_fn, samples: Samples, prompts: list[list[dict]], **column
 # %% ../nbs/07_evaluate.ipynb #e104acff
 def eval_prompts(setting: str, n: int | None = None) -> dict[str, Dataset]:
     "Held-out evaluation prompts of a tiny-world `setting` ('safety': harmful and normal; 'math': test problems)."
+    return dict(_eval_prompts(setting, n))   # the world is built once per process: a curve evaluates it many times
+
+
+@functools.lru_cache(maxsize=None)
+def _eval_prompts(setting: str, n: int | None) -> dict[str, Dataset]:
     if setting == "safety":
         test = tiny_safety_prompts()["test"]
         sets = {task: test.filter(lambda r, t=task: r["task"] == t) for task in ("safety", "normal")}
@@ -177,19 +195,19 @@ def evaluate_policy(model, tokenizer, setting: str, *, ref_model=None, n_prompts
                     n_samples: int = 8, max_new_tokens: int = 48, seed: int = 0) -> dict:
     "The setting's metrics of `model` on held-out prompts (see above); KL to `ref_model` when given."
     sets, out, kl_samples = eval_prompts(setting, n_prompts), {}, []
-    gen = dict(max_new_tokens=max_new_tokens)
+    gen = dict(max_new_tokens=max_new_tokens, with_logps=ref_model is not None)
     if setting == "safety":
         harmful, normal = sets["safety"]["prompt"], sets["normal"]["prompt"]
         sampled_h = sample_completions(model, tokenizer, harmful, n=n_samples, seed=seed + 1, **gen)
         sampled_n = sample_completions(model, tokenizer, normal, n=n_samples, seed=seed + 2, **gen)
-        out |= refusal_metrics(model, tokenizer, harmful, is_refusal, sampled=sampled_h, **gen)
+        out |= refusal_metrics(model, tokenizer, harmful, is_refusal, sampled=sampled_h, max_new_tokens=max_new_tokens)
         out["safety_reward"] = mean_reward(safety_reward, sampled_h, harmful, task=sets["safety"]["task"])
         out["helpfulness_reward"] = mean_reward(helpfulness_reward, sampled_n, normal, task=sets["normal"]["task"])
         out["over_refusal_prob"] = refusal_rate(sampled_n, is_refusal)
         kl_samples = [sampled_h, sampled_n]
     else:
         problems = sets["math"]
-        greedy = sample_completions(model, tokenizer, problems["prompt"], greedy=True, **gen)
+        greedy = sample_completions(model, tokenizer, problems["prompt"], greedy=True, max_new_tokens=max_new_tokens)
         correct = math_correct_reward([[{"content": t}] for t in greedy.texts], answer=problems["answer"])
         out["math_accuracy"] = sum(correct) / len(correct)
         stated = stated_answer_correct(greedy.texts, problems["answer"])

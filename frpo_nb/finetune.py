@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import inspect
+import json
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from transformers import TrainerCallback
 
@@ -16,33 +17,42 @@ from .core import append_jsonl, trainer_device_args
 from .data import tiny_code, tiny_gsm8k, tiny_instructions, tiny_word_task
 from .evaluate import evaluate_policy
 from .rewards import word_task_reward
+from .runfolder import METRICS, RESULT
 from .tiny import load_tiny
 
 
 # %% auto #0
-__all__ = ['REGIMES', 'CurveCallback', 'finetune']
+__all__ = ['REGIMES', 'EVAL_KEYS', 'CurveCallback', 'finetune', 'step0_from_parent']
 
 # %% ../nbs/08_finetune.ipynb #8115dc4b
 class CurveCallback(TrainerCallback):
-    "Evaluate `evaluate(model) -> dict` at step 0, every `every` steps and at the end; append to `path` (JSONL). An `evaluate` with a `step` parameter is given the step."
+    "Evaluate `evaluate(model) -> dict` at step 0, every `every` steps (or at `steps`) and at the end; append to `path` (JSONL). An `evaluate` with a `step` parameter is given the step; `first`: the step-0 row, logged instead of evaluating."
 
-    def __init__(self, evaluate: Callable, path: str | Path, every: int):
+    def __init__(self, evaluate: Callable, path: str | Path, every: int, steps: Sequence[int] | None = None,
+                 first: dict | None = None):
         if every < 1: raise ValueError(f"every must be >= 1 (got {every}): evaluate every N optimizer steps")
+        if steps is not None and (isinstance(steps, (str, int)) or not all(isinstance(s, int) and s >= 1 for s in steps)):
+            raise ValueError(f"steps must be a list of optimizer steps >= 1 (got {steps!r}), e.g. [2, 5, 10, 20, 40]")
         self.evaluate, self.path, self.every, self.last = evaluate, Path(path), every, None
+        self.steps, self.first = None if steps is None else set(steps), first
 
     def _log(self, model, step: int):
         if step == self.last: return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        takes_step = "step" in inspect.signature(self.evaluate).parameters   # e.g. a HarmBench subset drawn per step
-        append_jsonl(self.path, {"step": step, **(self.evaluate(model, step=step) if takes_step else self.evaluate(model))})
+        if step == 0 and self.first is not None: row = dict(self.first)
+        elif "step" in inspect.signature(self.evaluate).parameters: row = self.evaluate(model, step=step)  # e.g. a HarmBench draw per step
+        else: row = self.evaluate(model)
+        append_jsonl(self.path, {"step": step, **row})
         self.last = step
 
     def on_train_begin(self, args, state, control, model=None, **kw): self._log(model, 0)
 
     def on_step_end(self, args, state, control, model=None, **kw):
-        if state.global_step % self.every == 0: self._log(model, state.global_step)
+        due = state.global_step in self.steps if self.steps is not None else state.global_step % self.every == 0
+        if due: self._log(model, state.global_step)
 
     def on_train_end(self, args, state, control, model=None, **kw): self._log(model, state.global_step)
+
 
 # %% ../nbs/08_finetune.ipynb #dc72208a
 REGIMES = {"sft-alpaca": ("sft", tiny_instructions), "sft-gsm8k": ("sft", lambda: tiny_gsm8k()["train"]),
@@ -51,15 +61,16 @@ REGIMES = {"sft-alpaca": ("sft", tiny_instructions), "sft-gsm8k": ("sft", lambda
 
 def finetune(policy_dir, regime: str, *, setting: str, curve_path, max_steps: int = 100, learning_rate: float = 3e-4,
              batch_size: int = 16, every: int = 20, seed: int = 0, num_generations: int = 8,
-             eval_kwargs: dict | None = None, progress: bool = False):
-    "Run the downstream `regime` on the policy in `policy_dir`, appending `evaluate_policy` rows to `curve_path`."
+             eval_kwargs: dict | None = None, progress: bool = False, curve_steps: Sequence[int] | None = None,
+             first_row: dict | None = None):
+    "Run the downstream `regime` on the policy in `policy_dir`, appending `evaluate_policy` rows to `curve_path` (at `curve_steps` if given, else every `every` steps; `first_row`: the known step-0 row)."
     from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
     if regime not in REGIMES: raise ValueError(f"regime must be one of {sorted(REGIMES)} (got {regime!r})")
     kind, data = REGIMES[regime]
     model, tokenizer = load_tiny(policy_dir)
     before, _ = load_tiny(policy_dir)
     curve = CurveCallback(lambda m: evaluate_policy(m, tokenizer, setting, ref_model=before, seed=seed,
-                                                    **(eval_kwargs or {})), curve_path, every)
+                                                    **(eval_kwargs or {})), curve_path, every, curve_steps, first_row)
     common = dict(max_steps=max_steps, per_device_train_batch_size=batch_size, learning_rate=learning_rate,
                   lr_scheduler_type="constant", seed=seed, logging_steps=max(max_steps // 10, 1), report_to="none",
                   save_strategy="no", disable_tqdm=not progress, **trainer_device_args())
@@ -74,3 +85,22 @@ def finetune(policy_dir, regime: str, *, setting: str, curve_path, max_steps: in
                                   processing_class=tokenizer, callbacks=[curve])
         trainer.train()
     return model, tokenizer
+
+
+def step0_from_parent(parent_dir, *, setting: str, seed: int, n_samples: int, n_prompts: int | None) -> dict | None:
+    "The step-0 curve row of a fine-tuning of the policy of the train run in `parent_dir`: its own evaluation when it was the same one (setting, seed, samples, prompts), with KL 0; None when it was not or is not recorded."
+    try:
+        record = json.loads((Path(parent_dir) / RESULT).read_text())
+        metrics = json.loads((Path(parent_dir) / METRICS).read_text())
+    except (OSError, ValueError): return None
+    values = {**record.get("defaults", {}), **record.get("params", {})}
+    same = (record.get("status") == "done" and record.get("kind") == "train" and values.get("setting") == setting
+            and values.get("seed") == seed and values.get("eval_samples") == n_samples and values.get("eval_prompts") == n_prompts)
+    keys = EVAL_KEYS.get(setting, ())
+    if not same or not all(isinstance(metrics.get(k), (int, float)) for k in keys): return None
+    return {k: metrics[k] for k in keys} | {"kl_to_ref": 0.0}
+
+
+EVAL_KEYS = {"safety": ("refusal_greedy", "refusal_prob", "safety_reward", "helpfulness_reward", "over_refusal_prob"),
+             "math": ("math_accuracy", "math_stated_accuracy", "math_reward")}   # evaluate_policy's metrics, KL aside
+
