@@ -55,7 +55,7 @@ class CurveCallback(TrainerCallback):
 
 
 # %% ../nbs/08_finetune.ipynb #dc72208a
-REGIMES = {"sft-alpaca": ("sft", tiny_instructions), "sft-gsm8k": ("sft", lambda: tiny_gsm8k()["train"]),
+REGIMES = {"sft-alpaca": ("sft", tiny_instructions), "sft-gsm8k": ("sft", tiny_gsm8k),
            "sft-code": ("sft", tiny_code), "rl-words": ("rl", lambda: tiny_word_task()["train"])}
 
 
