@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 JUNIT := .pytest-junit.xml
 
-.PHONY: install demo study test test-slow sync-check readme bench gpu-check figures clean
+.PHONY: install demo study study-full test test-slow sync-check readme bench gpu-check figures clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,19 +26,27 @@ demo: install
 	ls -1d results/tiny-demo/safety-*; echo "Figures and tables written to results/tiny-demo/figures/:"; \
 	ls -1 results/tiny-demo/figures/
 
-## make study: the full tiny study (tiny-safety 120 runs + tiny-math 70 runs): the shared base policy once (while
-## no run competes for the cores), then both sweeps side by side (math logs to results/tiny-math.log), then the base
-## measured at every seed as the train runs measure their policies (studies/base_vs_rl.py, one process per setting),
-## then every figure and table from results/
+## make study: the pre-registered confirmatory study (configs/tiny-safety-confirm.yaml: its analysis: block and the
+## plan in studies/PREREGISTRATION.md were committed before it ran): the shared base policy once (while no run competes
+## for the cores), the sweep, the base measured at every seed as the train runs measure their policies
+## (studies/base_vs_rl.py), then every figure and table from results/
 study: install
+	@mkdir -p results/tiny-safety-confirm/_bases
+	$(PY) -c "from frpo_nb.tiny import tiny_base; print('base policy:', tiny_base('results/tiny-safety-confirm/_bases', progress=True))"
+	$(BIN)/frpo-nb sweep configs/tiny-safety-confirm.yaml --workers 2; rc=$$?; \
+	$(PY) studies/base_vs_rl.py results/tiny-safety-confirm || rc=1; \
+	$(BIN)/frpo-nb figures --results results --figures figures || rc=1; exit $$rc
+
+## make study-full: the confirmatory study and the larger exploratory grids beside it: tiny-safety (GRPO, the control,
+## FRPO at five λ, SAM-GRPO; SFT and a downstream RL task; seeds 0-4) and tiny-math (seeds 0-4); then every figure
+study-full: study
 	@mkdir -p results/tiny-safety/_bases results/tiny-math/_bases
-	$(PY) -c "from frpo_nb.tiny import tiny_base; print('base policy:', tiny_base('results/tiny-safety/_bases', progress=True))"
-	cp -Rn results/tiny-safety/_bases/base-* results/tiny-math/_bases/
-	$(BIN)/frpo-nb sweep configs/tiny-math.yaml --workers 2 --no-progress > results/tiny-math.log 2>&1 & math=$$!; \
-	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 2; rc=$$?; wait $$math || rc=1; \
+	cp -Rn results/tiny-safety-confirm/_bases/base-* results/tiny-safety/_bases/
+	cp -Rn results/tiny-safety-confirm/_bases/base-* results/tiny-math/_bases/
+	$(BIN)/frpo-nb sweep configs/tiny-math.yaml --workers 1 --no-progress > results/tiny-math.log 2>&1 & math=$$!; \
+	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 1; rc=$$?; wait $$math || rc=1; \
 	echo "tiny-math: $$(tail -n 1 results/tiny-math.log)"; \
-	$(PY) studies/base_vs_rl.py results/tiny-math > results/base-vs-rl-math.log 2>&1 & bm=$$!; \
-	$(PY) studies/base_vs_rl.py results/tiny-safety || rc=1; wait $$bm || rc=1; \
+	$(PY) studies/base_vs_rl.py results/tiny-math results/tiny-safety || rc=1; \
 	$(BIN)/frpo-nb figures --results results --figures figures || rc=1; exit $$rc
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
