@@ -67,6 +67,18 @@ def split_directives(src: str) -> tuple[dict, str]:
     return d, "".join(lines[i:])
 
 
+_LINK = re.compile(r"""(\]\(|<img [^>]*src=["'])(?![a-z]+:|#|/)([^)"'\s]+)""")
+
+
+def relink(md: str) -> str:
+    "A notebook page is one folder deeper than its notebook (nbs/x.ipynb -> nbs/x/): relative links and images follow."
+    def sub(m):
+        target = m.group(2)
+        if target.endswith(".ipynb"): target = target[:-len(".ipynb")] + "/"
+        return m.group(1) + "../" + target
+    return _LINK.sub(sub, md)
+
+
 def page_notebook(src: Path, dest: Path) -> str:
     "Copy notebook `src` to `dest` as a page (hidden cells out, directive lines off); return its title."
     nb = json.loads(src.read_text(encoding="utf-8"))
@@ -81,6 +93,9 @@ def page_notebook(src: Path, dest: Path) -> str:
             if "echo" in d and d["echo"][:1] == ["false"] or "hide_input" in d:
                 c.setdefault("metadata", {}).setdefault("tags", []).append("remove_input")
         elif c["cell_type"] == "raw": continue
+        else:
+            c = copy.deepcopy(c)
+            c["source"] = relink(_src(c))
         cells.append(c)
     nb["cells"] = cells
     dest.parent.mkdir(parents=True, exist_ok=True)
