@@ -97,6 +97,9 @@ def page_notebook(src: Path, dest: Path) -> str:
             c = copy.deepcopy(c)
             c["source"] = relink(_src(c))
         cells.append(c)
+    # the title first, as nbdev's site has it (an imports cell may come before the title cell)
+    first_h1 = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and re.match(r"\s*#\s", _src(c))), None)
+    if first_h1: cells.insert(0, cells.pop(first_h1))
     nb["cells"] = cells
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
