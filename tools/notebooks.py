@@ -202,9 +202,14 @@ def clean(nb: dict) -> dict:
 
 
 def write_clean(nb: dict, path: Path) -> None:
-    "Write `nb` to `path` as nbdev_clean leaves it."
-    from execnb.nbio import write_nb, dict2nb
-    write_nb(dict2nb(clean(nb)), path)
+    "Write `nb` to `path` as nbdev_clean leaves it (sources exactly as given; text outputs as lists of lines)."
+    nb = clean(nb)
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            if isinstance(o.get("text"), str): o["text"] = o["text"].splitlines(True)
+            for mime, v in o.get("data", {}).items():
+                if mime.startswith("text/") and isinstance(v, str): o["data"][mime] = v.splitlines(True)
+    Path(path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     subprocess.run([str(Path(sys.executable).parent / "nbdev_clean"), "--fname", str(path)], cwd=ROOT, check=True)
 
 
@@ -245,6 +250,8 @@ def _one(args) -> int:
         print(f"{path.name}: outputs that would not be reproducible; fix the cell:\n  " + "\n  ".join(bad), file=sys.stderr)
         return 1
     if not args.images: fresh = merge_images(fresh, committed)
+    sources = {c.get("id"): c["source"] for c in committed["cells"]}
+    for c in fresh["cells"]: c["source"] = sources.get(c.get("id"), c["source"])    # as committed, to the list item
     write_clean(fresh, path)
     return 0
 
