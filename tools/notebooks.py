@@ -172,6 +172,8 @@ def execute(path: Path, skip_flags: set[str]) -> tuple[dict, str | None]:
 
 
 def _strip_internal(nb: dict) -> dict:
+    "Without what execnb's reader adds (the path, cell indices)."
+    nb.pop("path_", None)
     for c in nb["cells"]: c.pop("idx_", None)
     return nb
 
