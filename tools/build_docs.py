@@ -155,7 +155,7 @@ def stage() -> list:
     api = []
     (STAGE / "api").mkdir()
     for mod, doc in module_pages():
-        (STAGE / "api" / f"{mod}.md").write_text(f"# frpo_nb.{mod}\n\n{doc}\n\n::: frpo_nb.{mod}\n    options:\n"
+        (STAGE / "api" / f"{mod}.md").write_text(f"# frpo_nb.{mod}\n\n::: frpo_nb.{mod}\n    options:\n"
                                                   "      show_root_heading: false\n", encoding="utf-8")
         api.append({f"frpo_nb.{mod}": f"api/{mod}.md"})
     assets = STAGE / "assets" / "mathjax"
