@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 JUNIT := .pytest-junit.xml
 
-.PHONY: install demo study study-full test test-slow sync-check readme bench gpu-check figures clean
+.PHONY: install docs-install demo study study-full test test-slow sync-check readme bench gpu-check figures notebooks docs clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,13 @@ $(VENV)/.installed: settings.ini setup.py
 	touch $@
 
 install: $(VENV)/.installed
+
+# the docs extra (settings.ini docs_requirements: mkdocs, mkdocs-material, mkdocs-jupyter, mkdocstrings, playwright)
+$(VENV)/.docs-installed: $(VENV)/.installed settings.ini setup.py
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+docs-install: $(VENV)/.docs-installed
 
 ## make demo: install, then run the main job on the embedded default: GRPO vs FRPO on the tiny model, then its
 ## figures into results/tiny-demo/figures/ (the committed figures/ are the study's and stay as they are)
@@ -35,7 +42,8 @@ study: install
 	$(PY) -c "from frpo_nb.tiny import tiny_base; print('base policy:', tiny_base('results/tiny-safety-confirm/_bases', progress=True))"
 	$(BIN)/frpo-nb sweep configs/tiny-safety-confirm.yaml --workers 2; rc=$$?; \
 	$(PY) studies/base_vs_rl.py results/tiny-safety-confirm || rc=1; \
-	$(BIN)/frpo-nb figures --results results --figures figures || rc=1; exit $$rc
+	$(BIN)/frpo-nb figures --results results --figures figures --in-place || rc=1; \
+	$(BIN)/nbdev_clean --fname nbs/figures || rc=1; exit $$rc
 
 ## make study-full: the confirmatory study and the larger exploratory grids beside it: tiny-safety (GRPO, the control,
 ## FRPO at five λ, SAM-GRPO; SFT and a downstream RL task; seeds 0-4) and tiny-math (seeds 0-4); then every figure
@@ -47,7 +55,8 @@ study-full: study
 	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 1; rc=$$?; wait $$math || rc=1; \
 	echo "tiny-math: $$(tail -n 1 results/tiny-math.log)"; \
 	$(PY) studies/base_vs_rl.py results/tiny-math results/tiny-safety || rc=1; \
-	$(BIN)/frpo-nb figures --results results --figures figures || rc=1; exit $$rc
+	$(BIN)/frpo-nb figures --results results --figures figures --in-place || rc=1; \
+	$(BIN)/nbdev_clean --fname nbs/figures || rc=1; exit $$rc
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
 sync-check: install
@@ -66,16 +75,30 @@ test: sync-check
 	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); exit $$rc
 
-## slow notebook cells and slow pytest tests
-test-slow: install
+## slow notebook cells and slow pytest tests, and the site in Chromium (tests/test_docs.py: builds _docs/ if missing)
+test-slow: install docs-install
 	$(PY) -m pytest tests -m slow -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); [ $$rc -eq 5 ] && exit 0; exit $$rc
 
 ## rebuild the committed figures/ from the study's results (never trains; refuses when they are missing):
 ## make figures  (RESULTS=results, what make study leaves). A sweep's own figures: frpo-nb figures --results DIR
 RESULTS ?= results
+## The figure notebooks' outputs are written back into nbs/figures/ (--in-place), so they show the committed figures.
 figures: install
-	$(BIN)/frpo-nb figures --results $(RESULTS) --figures figures
+	$(BIN)/frpo-nb figures --results $(RESULTS) --figures figures --in-place; rc=$$?; $(BIN)/nbdev_clean --fname nbs/figures; exit $$rc
+
+## make notebooks: execute every library notebook in place (nbs/[0-9]*, paper_scale; cells flagged slow / gpu /
+## notest / eval: false skipped, as in make test) and keep the outputs, cleaned by nbdev_clean; deterministic, so
+## on an unchanged tree it changes nothing (tools/notebooks.py says how). Not nbs/experiments/ (papermill templates,
+## output-free) nor nbs/figures/ (make figures executes those on the study's results).
+notebooks: install
+	nice -n 10 $(PY) tools/notebooks.py execute
+	$(BIN)/nbdev_clean
+
+## make docs: the documentation site into _docs/ (README, every notebook with its outputs, the API reference from
+## the docstrings, the paper-scale guide, the results); offline MathJax (npm mathjax@3, fetched once into .cache/)
+docs: docs-install
+	NO_MKDOCS_2_WARNING=1 $(PY) tools/build_docs.py
 
 bench: install
 	$(PY) bench/bench_loss.py
@@ -90,4 +113,4 @@ gpu-check:
 	$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
-	rm -rf $(VENV) results _proc _docs *.egg-info $(JUNIT)
+	rm -rf $(VENV) results _proc _docs .cache *.egg-info $(JUNIT)

@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--figures", metavar="DIR", help="where figures and tables go (default: <results>/figures; the study's committed figures: --figures figures, as make figures does)")
     fp.add_argument("--notebooks", metavar="DIR", help="figure notebooks (default: nbs/figures/ of the repo, else the package's)")
     fp.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
+    fp.add_argument("--in-place", action="store_true", help="also write each executed notebook's outputs back into the figure "
+                    "notebook (cleaned, parameters as committed): make figures / make study, so nbs/figures/ shows figures/")
     stp = sub.add_parser("status", help="table of the runs of CONFIG", description=
                          "One line per run of CONFIG: done / failed / blocked / running / incomplete / pending, with metrics.")
     stp.add_argument("config", metavar="CONFIG", help="experiment YAML file")
@@ -76,7 +78,7 @@ def _figure_notebooks(root: Path | None) -> Path:
     return shipped("figures")
 
 
-def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True, figures_dir=None) -> int:
+def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True, figures_dir=None, in_place: bool = False) -> int:
     "Rebuild the figures of `results` into `figures_dir` (default `<results>/figures`); exit status."
     check_results_dir(results, "--results")
     if not results.is_dir() or not _has_results(results):
@@ -85,10 +87,10 @@ def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True,
                           "its runs with --results DIR")
     if not any(notebooks.glob("*.ipynb")): raise ConfigError(f"--notebooks: no figure notebooks in {notebooks}")
     figures_dir = Path(figures_dir).resolve() if figures_dir else results / "figures"
-    status = run_figures(results, notebooks, kernel, progress, figures_dir)
+    status = run_figures(results, notebooks, kernel, progress, figures_dir, in_place)
     for name, s in status.items(): print(f"  {'ok    ' if s == 'done' else 'FAILED'} {name}" + ("" if s == "done" else f": {s}"))
     print(f"figures: {sum(s == 'done' for s in status.values())}/{len(status)} notebooks done, written to {figures_dir}; "
-          f"executed copies in {results / '_figures'}")
+          f"executed copies in {results / '_figures'}" + (f"; outputs written back into {notebooks}" if in_place else ""))
     return 0 if all(s == "done" for s in status.values()) else 1
 
 
@@ -128,7 +130,7 @@ def _cmd_figures(a) -> int:
     repo = find_repo_root(Path.cwd()) or Path.cwd()
     results = Path(a.results).resolve() if a.results else repo / "results"
     return _figures(results, Path(a.notebooks) if a.notebooks else _figure_notebooks(Path.cwd()), a.kernel,
-                    figures_dir=a.figures)
+                    figures_dir=a.figures, in_place=a.in_place)
 
 
 def _cmd_status(a) -> int:

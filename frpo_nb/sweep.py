@@ -34,7 +34,7 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
-from .core import STAGES, ConfigError, ExperimentConfig, git_state, package_versions, parse_gpus, write_json_atomic
+from .core import STAGES, ConfigError, ExperimentConfig, find_repo_root, git_state, package_versions, parse_gpus, write_json_atomic
 from .gpus import PORT_ENV, GpuPool, check_fits, environ, preview_gpus, run_gpus
 from .runfolder import ERROR, RESULT, clear_run_dir, read_metrics, run_state
 
@@ -42,7 +42,7 @@ from .runfolder import ERROR, RESULT, clear_run_dir, read_metrics, run_state
 __all__ = ['Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates', 'template_choices',
            'check_run_values', 'injected_parameters', 'execute_notebook', 'execute_job', 'plan_runs', 'SweepBusy',
            'sweep_lock', 'sweep_running', 'worker_context', 'check_results_dir', 'SweepSummary', 'run_sweep',
-           'sweep_status', 'format_status', 'run_figures', 'plan_resources']
+           'sweep_status', 'format_status', 'run_figures', 'write_back', 'plan_resources']
 
 # %% ../nbs/09_sweep.ipynb #8eb4281d
 @dataclass
@@ -542,7 +542,7 @@ def format_status(rows: list[dict], metrics: list[str] | None = None, max_metric
 
 # %% ../nbs/09_sweep.ipynb #a0af20dc
 def run_figures(results_dir: str | Path, notebooks_dir: str | Path, kernel: str = "python3",
-                progress: bool = True, figures_dir: str | Path | None = None) -> dict[str, str]:
+                progress: bool = True, figures_dir: str | Path | None = None, in_place: bool = False) -> dict[str, str]:
     "Execute every notebook in `notebooks_dir` with `results_dir` (and `figures_dir`); return name -> 'done' or the error."
     results_dir, notebooks = Path(results_dir).resolve(), sorted(Path(notebooks_dir).glob("*.ipynb"))
     out, status = results_dir / "_figures", {}
@@ -551,11 +551,47 @@ def run_figures(results_dir: str | Path, notebooks_dir: str | Path, kernel: str 
         try:
             params = {"results_dir": str(results_dir)} | ({"figures_dir": str(Path(figures_dir).resolve())} if figures_dir else {})
             execute_notebook(nb, out / nb.name, params, nb.parent, kernel)
+            if in_place: write_back(out / nb.name, nb)
             status[nb.name] = "done"
         except Exception as e:
             d = _describe(e)
             status[nb.name] = f"{d['type']}: {d['message']}"
     return status
+
+# %% ../nbs/09_sweep.ipynb #a7c2e4d6
+def write_back(executed: str | Path, notebook: str | Path) -> Path:
+    "Put the outputs of papermill's `executed` copy of `notebook` into `notebook`, cleaned; return `notebook`."
+    executed, notebook = json.loads(Path(executed).read_text()), Path(notebook)
+    source = json.loads(notebook.read_text())
+    root = find_repo_root(notebook.parent) or notebook.parent
+    here = [str(root.resolve()), str(root)]
+
+    def rel(text: str) -> str:
+        for r in here: text = text.replace(r + "/", "").replace(r, ".")
+        return text
+
+    def lines(v): return [rel(l) for l in v] if isinstance(v, list) else rel(v)
+
+    outputs = {}
+    for c in executed["cells"]:
+        if "injected-parameters" in c.get("metadata", {}).get("tags", []) or c["cell_type"] != "code": continue
+        kept = []
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr": continue
+            o = {k: v for k, v in o.items() if k != "execution_count"} | ({"execution_count": None} if "execution_count" in o else {})
+            if "text" in o: o["text"] = lines(o["text"])
+            if "data" in o: o["data"] = {m: lines(v) if m.startswith("text/") else v for m, v in o["data"].items()}
+            if "metadata" in o: o["metadata"] = {}
+            kept.append(o)
+        outputs[c.get("id")] = kept
+    for c in source["cells"]:
+        if c["cell_type"] != "code": continue
+        c["execution_count"] = None
+        c["outputs"] = [] if "parameters" in c.get("metadata", {}).get("tags", []) else outputs.get(c.get("id"), [])
+        c["metadata"] = {k: v for k, v in c.get("metadata", {}).items() if k == "tags"}
+    source["metadata"] = {k: v for k, v in source.get("metadata", {}).items() if k in ("kernelspec", "jupytext")}
+    notebook.write_text(json.dumps(source, indent=1, ensure_ascii=False) + "\n")
+    return notebook
 
 # %% ../nbs/09_sweep.ipynb #91f02d18
 def plan_resources(cfg: ExperimentConfig, jobs: list[Job], plan: dict, executor: str | None = None, gpus=None,
