@@ -297,3 +297,21 @@ def test_dry_run_checks_a_preregistered_analysis(tmp_path, capsys):
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     rc, out, err = run_main(capsys, "sweep", path, "--dry-run")
     assert rc == 2 and "analysis:" in err and "alpah" in err, err
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("tiny-*.yaml")))
+def test_every_tiny_config_passes_its_dry_run(tmp_path, capsys, name):
+    "The committed tiny configs (the pre-registered study's among them) list their runs and check their analysis: block."
+    cfg = yaml.safe_load((ROOT / "configs" / name).read_text())
+    cfg["templates"] = {k: str(ROOT / v) for k, v in cfg["templates"].items()}
+    cfg["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    rc, out, err = run_main(capsys, "sweep", path, "--dry-run")
+    assert rc == 0, err
+    assert f"{len(run_ids(path))} runs" in out
+    if "analysis" in cfg:
+        from frpo_nb.stats import analysis_spec
+        spec = analysis_spec(None, path)
+        assert spec["primary"]["method"] in {m.get("label") for m in cfg["methods"]}
+        assert all(c["method"] in {m.get("label") for m in cfg["methods"]} for c in spec["secondary"])
