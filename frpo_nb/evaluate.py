@@ -20,7 +20,7 @@ from .rewards import helpfulness_reward, is_refusal, math_correct_reward, math_r
 
 
 # %% auto #0
-__all__ = ['EXPLICIT_DECODING', 'Samples', 'completion_length', 'pack_prompt_completion', 'sample_completions',
+__all__ = ['EXPLICIT_DECODING', 'EVAL_KEYS', 'Samples', 'completion_length', 'pack_prompt_completion', 'sample_completions',
            'completion_logps', 'kl_to_reference', 'context_window', 'refusal_rate', 'refusal_metrics', 'mean_reward',
            'eval_prompts', 'stated_answer_correct', 'evaluate_policy', 'prompt_rewards', 'robustness_profile']
 
@@ -217,6 +217,11 @@ def evaluate_policy(model, tokenizer, setting: str, *, ref_model=None, n_prompts
         kl_samples = [sampled]
     if ref_model is not None: out["kl_to_ref"] = kl_to_reference(model, ref_model, *kl_samples)
     return out
+
+
+EVAL_KEYS = {"safety": ("refusal_greedy", "refusal_prob", "safety_reward", "helpfulness_reward", "over_refusal_prob"),
+             "math": ("math_accuracy", "math_stated_accuracy", "math_reward")}   # evaluate_policy's metrics, KL aside
+
 
 # %% ../nbs/07_evaluate.ipynb #6063d17b
 def prompt_rewards(model, tokenizer, setting: str, *, n_samples: int = 16, n_prompts: int | None = None,

@@ -15,14 +15,14 @@ from transformers import TrainerCallback
 
 from .core import append_jsonl, trainer_device_args
 from .data import tiny_code, tiny_gsm8k, tiny_instructions, tiny_word_task
-from .evaluate import evaluate_policy
+from .evaluate import EVAL_KEYS, evaluate_policy
 from .rewards import word_task_reward
 from .runfolder import METRICS, RESULT
 from .tiny import load_tiny
 
 
 # %% auto #0
-__all__ = ['REGIMES', 'EVAL_KEYS', 'CurveCallback', 'finetune', 'step0_from_parent']
+__all__ = ['REGIMES', 'CurveCallback', 'finetune', 'step0_from_parent']
 
 # %% ../nbs/08_finetune.ipynb #8115dc4b
 class CurveCallback(TrainerCallback):
@@ -99,8 +99,4 @@ def step0_from_parent(parent_dir, *, setting: str, seed: int, n_samples: int, n_
     keys = EVAL_KEYS.get(setting, ())
     if not same or not all(isinstance(metrics.get(k), (int, float)) for k in keys): return None
     return {k: metrics[k] for k in keys} | {"kl_to_ref": 0.0}
-
-
-EVAL_KEYS = {"safety": ("refusal_greedy", "refusal_prob", "safety_reward", "helpfulness_reward", "over_refusal_prob"),
-             "math": ("math_accuracy", "math_stated_accuracy", "math_reward")}   # evaluate_policy's metrics, KL aside
 
