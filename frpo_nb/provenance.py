@@ -168,7 +168,7 @@ def compact_provenance(rec: dict) -> dict:
     if p is not None and "code" not in p and "code_id" in p: return {k: p.get(k) for k in COMPACT_KEYS}   # already compact
     if p is None:
         git = rec.get("git") or {}
-        return {k: None for k in COMPACT_KEYS} | {"code_id": code_id(git), "env_id": "unknown", "source": "record-git",
+        return {k: None for k in COMPACT_KEYS} | {"code_id": code_id({"commit": git.get("commit")}), "env_id": "unknown", "source": "record-git",
                                                   "commit": git.get("commit"), "dirty": git.get("dirty"),
                                                   "python": (rec.get("versions") or {}).get("python")}
     code, env = p.get("code") or {}, p.get("environment") or {}
@@ -223,16 +223,16 @@ def format_provenance(runs: list[tuple[str, dict, Path | None]]) -> str:
         if len(groups) < 2: continue
         first = list(groups.values())[0][0]
         for i, ids in enumerate(list(groups.values())[1:], start=2):
-            lines.append(f"  [1] vs [{i}]: " + "; ".join(_differences(key, recs[first], recs[ids[0]], compact[first], compact[ids[0]])))
+            lines.append(f"  [1] vs [{i}]: " + "; ".join(_differences(key, recs[first], recs[ids[0]], compact[first], compact[ids[0]], i)))
     return "\n".join(lines)
 
 
-def _differences(key: str, a, b, ca: dict, cb: dict) -> list[str]:
+def _differences(key: str, a, b, ca: dict, cb: dict, i: int = 2) -> list[str]:
     "What differs between two runs' code (commit, dirty paths, template, config) or environments (python, packages)."
     out = []
     if key == "code_id":
         if ca["commit"] != cb["commit"]: out.append(f"commit {_short(ca['commit'])} → {_short(cb['commit'])}")
-        for side, (rec, _), c in (("[1]", a, ca), ("other", b, cb)):
+        for side, (rec, _), c in (("[1]", a, ca), (f"[{i}]", b, cb)):
             changed = (((rec.get("provenance") or {}).get("code") or {}).get("changed") or [])
             if c["dirty"]: out.append(f"{side} uncommitted: " + (", ".join(changed[:8]) or "(paths not recorded)")
                                       + (" …" if len(changed) > 8 else ""))
