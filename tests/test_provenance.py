@@ -172,3 +172,20 @@ def test_paired_analysis_refuses_mixed_code_unless_allowed(tmp_path):
     assert all(c[:12] in caption for c in SYNTHETIC_COMMITS), caption
     per_run = (figures / "fig7_paired_differences.provenance.csv").read_text()
     assert all(c[:12] in per_run for c in SYNTHETIC_COMMITS) and per_run.count("\n") == 1 + 6
+
+
+@pytest.mark.parametrize("name,table", [("fig3_lambda_sweep", "fig3_lambda_sweep"),            # load_runs
+                                        ("table_degradation", "table_degradation"),            # load_curves
+                                        ("table_diagnostics", "table_train_diagnostics")])     # load_train_logs
+def test_figures_say_when_runs_mix_code(tmp_path, name, table):
+    "Without a pre-registered spec nothing refuses, but each table's caption and per-run list name both commits."
+    nb = ROOT / "nbs" / "figures" / f"{name}.ipynb"
+    for sub, commits in (("one", SYNTHETIC_COMMITS[:1]), ("two", SYNTHETIC_COMMITS)):
+        write_synthetic_results(tmp_path / sub / "results" / "synthetic", seeds=(0, 1), commits=commits, train_log=True)
+        execute_notebook(nb, tmp_path / sub / f"{name}.ipynb", {"results_dir": str(tmp_path / sub / "results"),
+                                                                 "figures_dir": str(tmp_path / sub / "figures")}, nb.parent, "python3")
+    one, two = ((tmp_path / s / "figures" / f"{table}.md").read_text() for s in ("one", "two"))
+    assert "Mixed provenance" not in one and not (tmp_path / "one" / "figures" / f"{table}.provenance.csv").exists()
+    assert "Mixed provenance: these runs were made by 2 code versions" in two and all(c[:12] in two for c in SYNTHETIC_COMMITS)
+    assert two.startswith(one.split("\n\n")[0])                       # the caption is kept, the note added
+    assert (tmp_path / "two" / "figures" / f"{table}.provenance.csv").is_file()
