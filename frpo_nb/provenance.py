@@ -110,8 +110,9 @@ def freeze() -> list[str]:
     "The installed distributions as sorted `name==version` lines (pip's normalised names; the first on sys.path wins)."
     found = {}
     for d in metadata.distributions():
-        name = d.metadata["Name"] if d.metadata else None
-        if name: found.setdefault(re.sub(r"[-_.]+", "-", name).lower(), d.version)
+        head = (d.read_text("METADATA") or d.read_text("PKG-INFO") or "").split("\n\n", 1)[0]   # headers only: ~15 ms for
+        name, version = (re.search(rf"^{k}:[ \t]*(.+?)[ \t]*$", head, re.M) for k in ("Name", "Version"))  # 230 packages, .metadata ~0.5 s
+        if name and version: found.setdefault(re.sub(r"[-_.]+", "-", name.group(1)).lower(), version.group(1))
     return sorted(f"{n}=={v}" for n, v in found.items())
 
 
