@@ -2,6 +2,8 @@
 from configparser import ConfigParser
 from pathlib import Path
 
+import importlib.util
+import json
 import shutil
 
 import setuptools
@@ -31,6 +33,12 @@ class BuildPyWithShipped(build_py):
             dest = Path(self.build_lib) / cfg["lib_name"] / "_shipped" / name
             dest.mkdir(parents=True, exist_ok=True)
             for f in sorted((root / folder).glob(pattern)): shutil.copy2(f, dest / f.name)
+        # the build stamp: which commit (and uncommitted diff) this wheel was built from (frpo_nb.provenance)
+        spec = importlib.util.spec_from_file_location("_frpo_provenance", root / cfg["lib_name"] / "provenance.py")
+        provenance = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(provenance)
+        stamp = Path(self.build_lib) / cfg["lib_name"] / provenance.BUILD_STAMP
+        stamp.write_text(json.dumps(provenance.build_stamp(root), indent=1) + "\n")
 
 
 setuptools.setup(

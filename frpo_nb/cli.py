@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -13,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 from .core import EXECUTORS, ConfigError, find_repo_root, load_config, shipped
-from .runfolder import RESULT
+from .provenance import format_provenance
+from .runfolder import ERROR, RESULT
 from .slurm import preview_slurm, run_sweep_slurm, sweep_status_slurm
 from .sweep import (SweepBusy, _raise_interrupt, check_results_dir, check_run_values, check_templates,
                            expand_grid, format_status, plan_resources, plan_runs, run_figures, run_sweep)
@@ -62,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     stp.add_argument("config", metavar="CONFIG", help="experiment YAML file")
     stp.add_argument("--results", metavar="DIR", help="results folder (default: the config's results_dir)")
     stp.add_argument("--metrics", metavar="A,B", help="metrics to show (default: the first three of each run)")
+    stp.add_argument("--provenance", action="store_true", help="instead of the table: the runs grouped by the code "
+                     "(commit + uncommitted diff) and the environment (packages) that made them, and how the groups differ")
     return p
 
 
@@ -138,6 +142,10 @@ def _cmd_status(a) -> int:
     results = check_results_dir(Path(a.results).resolve() if a.results else cfg.results_path,
                                 "--results" if a.results else f"{a.config}: results_dir")
     if not results.exists(): print(f"note: {results} does not exist yet: no run of this config has started", file=sys.stderr)
+    if a.provenance:
+        recs = [(j.run_id, results / j.run_id / name) for j in expand_grid(cfg) for name in (RESULT, ERROR)]
+        print(format_provenance([(rid, json.loads(f.read_text()), f.parent) for rid, f in recs if f.is_file()]))
+        return 0
     rows = sweep_status_slurm(cfg, results)
     metrics = a.metrics.split(",") if a.metrics else None
     known = {k for r in rows for k in r["metrics"]}

@@ -18,15 +18,16 @@ import pandas as pd
 from scipy import stats
 
 from .core import find_repo_root, read_jsonl, write_json_atomic
+from .provenance import compact_provenance
 from .runfolder import ERROR, RESULT, run_state
 
 # %% auto #0
 __all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'CSV_FLOAT_FORMAT', 'PAPER_FIGURE1', 'TRAIN_LOG', 'TRAIN_DIAGNOSTICS',
            'BASE_EVAL', 'BASE_METRICS', 'find_run_dirs', 'run_inventory', 'format_inventory', 'load_runs',
            'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series', 'series_colors', 'fmt_ci', 'plot_band',
-           'note_axes', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs', 'load_paper_figure1',
-           'load_train_logs', 'run_diagnostics', 'train_diagnostics', 'base_eval_path', 'write_base_eval',
-           'load_base_evals', 'base_vs_rl']
+           'note_axes', 'provenance_note', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs',
+           'load_paper_figure1', 'load_train_logs', 'run_diagnostics', 'train_diagnostics', 'base_eval_path',
+           'write_base_eval', 'load_base_evals', 'base_vs_rl']
 
 # %% ../nbs/09a_results.ipynb #18f97d70
 KINDS = ("train", "finetune", "evaluate")
@@ -119,9 +120,19 @@ def _finished_runs(results_dir, sweeps=None) -> list[tuple[Path, dict, str]]:
     return [r for r in out if r[2] in sweeps]
 
 
+def _lineage(rec: dict, parent: dict | None, key: str) -> str:
+    "The run's code_id or env_id (`compact_provenance`), as 'parent's>own' when the run it continues was made by another."
+    own = compact_provenance(rec)[key]
+    up = compact_provenance(parent)[key] if parent is not None else own
+    return own if up == own else f"{up}>{own}"
+
+
 def _params_row(d: Path, rec: dict, sweep: str) -> dict:
     row = {"run_id": rec.get("run_id", d.name), "sweep": sweep, "kind": rec.get("kind"), "parent": rec.get("parent"),
            "run_dir": str(d), "wall_s": (rec.get("timings") or {}).get("wall_s")}
+    up = d.parent / str(rec["parent"]) / RESULT if rec.get("parent") else None
+    parent = _read_record(up) if up is not None and up.is_file() else None
+    row |= {k: _lineage(rec, parent, k) for k in ("code_id", "env_id")}
     row |= {k: v for k, v in (rec.get("params") or {}).items() if k not in row and k != "parent_dir"}
     return row
 
@@ -254,6 +265,26 @@ def note_axes(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10, color="0.3", transform=ax.transAxes,
             bbox={"boxstyle": "round", "fc": "0.96", "ec": "0.7"})
 
+# %% ../nbs/09a_results.ipynb #d094bb82
+def _runs_by(runs: pd.DataFrame | None, key: str) -> dict[str, list[str]]:
+    "{code_id or env_id: sorted run ids} of the runs (unique run folders) in `runs`."
+    if runs is None or len(runs) == 0 or key not in runs.columns: return {}
+    r = runs.drop_duplicates("run_dir" if "run_dir" in runs.columns else "run_id")
+    out = {}
+    for k, rid in sorted(zip(r[key].fillna("unknown").astype(str), r["run_id"].astype(str))): out.setdefault(k, []).append(rid)
+    return out
+
+
+def provenance_note(runs: pd.DataFrame | None) -> str:
+    "'' when the runs of `runs` (`load_runs`, `load_curves`, `load_train_logs`) were made by one code version in one environment; else a sentence naming the versions and their runs."
+    parts = []
+    for key, what in (("code_id", "code versions (commit[+dirty.diff hash])"), ("env_id", "environments (package freeze hash)")):
+        g = _runs_by(runs, key)
+        if len(g) > 1:
+            parts.append(f"{len(g)} {what}: " + "; ".join(
+                f"{k} ({len(ids)} run{'s' * (len(ids) != 1)}: {', '.join(ids[:3])}{', …' if len(ids) > 3 else ''})" for k, ids in g.items()))
+    return "Mixed provenance: these runs were made by " + ", and by ".join(parts) + "." if parts else ""
+
 # %% ../nbs/09a_results.ipynb #a6002eb0
 def _out_path(name: str, folder) -> Path:
     if not isinstance(name, str) or not name or Path(name).name != name or Path(name).suffix:
@@ -263,9 +294,13 @@ def _out_path(name: str, folder) -> Path:
     return folder / name
 
 
-def save_figure(fig, name: str, figures_dir) -> list[Path]:
-    "Write `fig` to `figures_dir/name.png` and `.pdf` without timestamps (same figure → same bytes); returns the paths."
+def save_figure(fig, name: str, figures_dir, runs: pd.DataFrame | None = None) -> list[Path]:
+    "Write `fig` to `figures_dir/name.png` and `.pdf` without timestamps (same figure → same bytes); returns the paths. With `runs` from several code versions or environments, a line at its foot says so."
     p = _out_path(name, figures_dir)
+    mixed = [f"{len(g)} {w}: {', '.join(g)}" for w, g in (("code versions", _runs_by(runs, "code_id")),
+                                                            ("environments", _runs_by(runs, "env_id"))) if len(g) > 1]
+    if mixed: fig.text(0.005, 0.002, "Mixed provenance (see the table's caption): " + "; ".join(mixed), fontsize=7,
+                       color="#b00000", ha="left", va="bottom")
     fig.savefig(p.with_suffix(".png"), dpi=120, metadata={"Software": None})
     fig.savefig(p.with_suffix(".pdf"), metadata={"CreationDate": None, "Producer": None, "Creator": None})
     return [p.with_suffix(".png"), p.with_suffix(".pdf")]
@@ -290,13 +325,19 @@ CSV_FLOAT_FORMAT = "%.10g"   # below the last-digit noise of float sums, far abo
 
 
 def save_table(df: pd.DataFrame, name: str, figures_dir, caption: str | None = None, digits: int = 4,
-               readable: pd.DataFrame | None = None) -> list[Path]:
-    "Write `df` to `figures_dir/name.csv` (10 significant digits) and `name.md` (caption + Markdown of `readable`, default `df`); returns the paths."
+               readable: pd.DataFrame | None = None, runs: pd.DataFrame | None = None) -> list[Path]:
+    "Write `df` to `figures_dir/name.csv` (10 significant digits) and `name.md` (caption + Markdown of `readable`, default `df`); returns the paths. With `runs` (the runs behind it) from several code versions or environments: the caption says so and `name.provenance.csv` lists every run's code_id and env_id."
     p = _out_path(name, figures_dir)
+    note, side = provenance_note(runs), p.with_name(f"{p.name}.provenance.csv")
+    if note:
+        caption = (f"{caption.strip()}\n\n" if caption else "") + f"{note} Every run with its code and environment: {side.name}."
+        cols = [c for c in ("run_id", "sweep", "kind", "code_id", "env_id") if c in runs.columns]
+        runs.drop_duplicates("run_id")[cols].sort_values("run_id").to_csv(side, index=False, lineterminator="\n")
+    elif runs is not None: side.unlink(missing_ok=True)
     df.to_csv(p.with_suffix(".csv"), index=False, lineterminator="\n", float_format=CSV_FLOAT_FORMAT)
     md = markdown_table(df if readable is None else readable, digits)
     p.with_suffix(".md").write_text((f"{caption.strip()}\n\n" if caption else "") + md)
-    return [p.with_suffix(".csv"), p.with_suffix(".md")]
+    return [p.with_suffix(".csv"), p.with_suffix(".md")] + ([side] if note else [])
 
 # %% ../nbs/09a_results.ipynb #cfb933dd
 def figure_dirs(results_dir=None, figures_dir=None, start=None) -> tuple[Path, Path, Path | None]:

@@ -16,12 +16,12 @@ import yaml
 from scipy import optimize, stats
 
 from .core import find_repo_root
-from .results import SETTING_METRICS, _finished_runs, add_series, load_runs, mean_ci, series_colors
+from .results import SETTING_METRICS, _finished_runs, _runs_by, add_series, load_runs, mean_ci, series_colors
 
 # %% auto #0
 __all__ = ['PAIR_KEYS', 'PAIRED_COLUMNS', 'KL_LEVELS', 'ANALYSIS_TESTS', 'paired_differences', 'PairedStats', 'paired_stats',
            'paired_table', 'holm', 'value_at_kl', 'degradation_at_kl', 'paired_t_power', 'seeds_needed',
-           'detectable_effect', 'analysis_spec', 'assign_roles']
+           'detectable_effect', 'analysis_spec', 'assign_roles', 'check_mixed_code']
 
 # %% ../nbs/09d_stats.ipynb #2f0b95d9
 PAIR_KEYS = ("setting", "sweep", "group", "regime")
@@ -184,7 +184,7 @@ def detectable_effect(n: int, sd: float, alpha: float = 0.05, power: float = 0.8
 # %% ../nbs/09d_stats.ipynb #edc6afea
 ANALYSIS_TESTS = {"paired-t": "p_t", "wilcoxon": "p_wilcoxon"}     # the spec's test → the column of its p-value
 _COMPARISON = ("metric", "regime", "method", "reference")
-_SPEC_KEYS = ("primary", "secondary", "alpha", "test", "kl_levels")
+_SPEC_KEYS = ("primary", "secondary", "alpha", "test", "kl_levels", "allow_mixed_code", "reason")
 _METRIC_SETTING = {m: s for s, ms in SETTING_METRICS.items() for m in ms}
 
 
@@ -219,8 +219,16 @@ def _read_spec(block, where: str, sweep=None, source=None) -> dict:
     if not isinstance(levels, (list, tuple)) or not levels or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in levels):
         raise ValueError(f"{where}: analysis.kl_levels must be a list of positive KL values in nats (got {levels!r})")
+    allow, reason = block.get("allow_mixed_code", False), block.get("reason")
+    if not isinstance(allow, bool): raise ValueError(f"{where}: analysis.allow_mixed_code must be true or false (got {allow!r})")
+    if allow and (not isinstance(reason, str) or not reason.strip()):
+        raise ValueError(f"{where}: analysis.allow_mixed_code: true needs analysis.reason, a sentence saying why runs made by "
+                         "different code may be compared here")
+    if reason is not None and not allow:
+        raise ValueError(f"{where}: analysis.reason is only read with allow_mixed_code: true (set that, or remove reason)")
     return {"primary": primary, "secondary": secondary, "alpha": float(alpha), "test": test,
-            "kl_levels": [float(x) for x in levels], "sweep": sweep, "source": source or where}
+            "kl_levels": [float(x) for x in levels], "allow_mixed_code": allow, "reason": reason.strip() if allow else None,
+            "sweep": sweep, "source": source or where}
 
 # %% ../nbs/09d_stats.ipynb #bf622b27
 def _default_spec(runs: pd.DataFrame) -> dict:
@@ -242,7 +250,8 @@ def _default_spec(runs: pd.DataFrame) -> dict:
     base = {"metric": SETTING_METRICS[setting][0], "regime": regime, "reference": "grpo"}
     comp = lambda label: {**base, "method": label, "setting": setting}
     return {"primary": comp(labels[0] if labels else None), "secondary": [comp(x) for x in labels[1:]], "alpha": 0.05,
-            "test": "paired-t", "kl_levels": list(KL_LEVELS), "sweep": None, "source": "default"}
+            "test": "paired-t", "kl_levels": list(KL_LEVELS), "allow_mixed_code": False, "reason": None, "sweep": None,
+            "source": "default"}
 
 # %% ../nbs/09d_stats.ipynb #f6836d51
 def _config_path(recorded: str, results_dir) -> Path | None:
@@ -305,3 +314,19 @@ def assign_roles(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     if family.any(): out.loc[family, "p_holm"] = holm(out.loc[family, p].astype(float))
     out["significant"] = out["p_holm"].astype(float) <= spec["alpha"]
     return out
+
+# %% ../nbs/09d_stats.ipynb #dd6c8c8b
+def check_mixed_code(runs: pd.DataFrame, spec: dict) -> str:
+    "'' when the runs an analysis uses (`runs` of the spec's sweep) were made by one code version; else a note naming the versions, or a ValueError when `spec` is pre-registered without `allow_mixed_code: true` and a reason."
+    if spec.get("sweep") is not None and "sweep" in runs.columns: runs = runs[runs["sweep"].eq(spec["sweep"])]
+    groups = _runs_by(runs, "code_id")
+    if len(groups) < 2: return ""
+    listing = "; ".join(f"{k} ({len(ids)} run{'s' * (len(ids) != 1)}: {', '.join(ids[:3])}{', …' if len(ids) > 3 else ''})"
+                        for k, ids in groups.items())
+    source = spec.get("source", "default")
+    if source != "default" and not spec.get("allow_mixed_code"):
+        raise ValueError(f"{source}: the pre-registered analysis would combine runs made by {len(groups)} code versions: "
+                         f"{listing}. Rerun the runs of one version (frpo-nb status CONFIG --provenance shows which), or allow "
+                         "it in the analysis block: allow_mixed_code: true with reason: <why the difference does not matter>")
+    why = f"allowed by {source}: {spec.get('reason')}" if source != "default" else "exploratory analysis"
+    return f"Mixed code ({why}): the runs compared were made by {len(groups)} code versions: {listing}."

@@ -34,7 +34,8 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
-from .core import STAGES, ConfigError, ExperimentConfig, find_repo_root, git_state, package_versions, parse_gpus, write_json_atomic
+from .core import STAGES, ConfigError, ExperimentConfig, find_repo_root, parse_gpus, write_json_atomic
+from .provenance import run_provenance
 from .gpus import PORT_ENV, GpuPool, check_fits, environ, preview_gpus, run_gpus
 from .runfolder import ERROR, RESULT, clear_run_dir, read_metrics, run_state
 
@@ -277,9 +278,8 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
     notebook = run_dir / f"{job.kind}.ipynb"
     record = {"run_id": job.run_id, "kind": job.kind, "status": None, "params": params, "defaults": {},
               "seed": params["seed"], "parent": job.parent, "template": str(job.template), "notebook": notebook.name,
-              "config": config or {}, "versions": package_versions(), "git": git_state(root),
-              "host": {"name": platform.node(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                       "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
+              "config": config or {}, **run_provenance(run_dir, job.template, config, root), "host": {"name": platform.node(),
+                       "platform": platform.platform(), "cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
     seen = os.environ | (env or {})
     record["host"] |= {"cuda_visible_devices": seen.get("CUDA_VISIBLE_DEVICES"), "main_process_port": seen.get(PORT_ENV),
                        "slurm_job_id": seen.get("SLURM_JOB_ID")}

@@ -24,9 +24,9 @@ from .runfolder import RESULT
 
 
 # %% auto #0
-__all__ = ['FAILING_METHODS', 'EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates', 'smoke_config',
-           'write_smoke_config', 'kill_cli_when', 'run_cli', 'random_frpo_batch', 'write_synthetic_results',
-           'write_standins', 'constant_model']
+__all__ = ['FAILING_METHODS', 'SYNTHETIC_COMMITS', 'EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates',
+           'smoke_config', 'write_smoke_config', 'kill_cli_when', 'run_cli', 'random_frpo_batch',
+           'write_synthetic_results', 'write_standins', 'constant_model']
 
 # %% ../nbs/11_testing.ipynb #86ba7e37
 _SMOKE = {
@@ -134,15 +134,19 @@ def random_frpo_batch(group_sizes, T: int = 12, *, seed: int = 0, dtype=torch.fl
 
 # %% ../nbs/11_testing.ipynb #c62e1c21
 def _record(run_id: str, kind: str, params: dict, metrics: dict, parent: str | None, sweep: str, run_dir: Path,
-            config_file=None) -> dict:
-    "A result.json record in the sweep's format (see `frpo_nb.sweep.execute_job`)."
+            config_file=None, commit: str | None = None) -> dict:
+    "A result.json record in the sweep's format (see `frpo_nb.sweep.execute_job`), made by the code at `commit` (None: a record from before provenance)."
     return {"run_id": run_id, "kind": kind, "status": "done", "params": {"kind": kind, **params, "run_id": run_id,
             "run_dir": str(run_dir)}, "defaults": {}, "seed": params["seed"], "parent": parent,
             "template": f"nbs/experiments/{kind}.ipynb", "notebook": f"{kind}.ipynb",
             "config": {"name": sweep, "file": None if config_file is None else str(config_file)}, "versions": {"frpo_nb": "synthetic"},
-            "git": {"commit": None, "dirty": None}, "host": {}, "metrics": metrics,
+            "git": {"commit": commit, "dirty": None if commit is None else False}, "host": {}, "metrics": metrics,
             "timings": {"started": "2026-01-01T00:00:00.000+00:00", "finished": "2026-01-01T00:00:01.000+00:00", "wall_s": 1.0},
-            "files": ["curve.jsonl", "metrics.json"] if kind == "finetune" else ["metrics.json"]}
+            "files": ["curve.jsonl", "metrics.json"] if kind == "finetune" else ["metrics.json"]} | ({} if commit is None else {
+            "provenance": {"code_id": commit[:12], "env_id": "synthetic", "source": "synthetic", "commit": commit, "dirty": False}})
+
+
+SYNTHETIC_COMMITS = ("5e" * 20, "7a" * 20)     # made-up commits: the first writes every run, both: a study mixing code
 
 
 EVAL_TASKS = {"safety": {"safety": "safety_reward", "normal": "helpfulness_reward"}, "math": {"math": "math_reward"}}
@@ -171,13 +175,16 @@ def _synthetic_train_log(run_dir: Path, method: str, metrics: dict, rng) -> None
 
 def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "grpo", None), ("frpo-lam0.5", "frpo", 0.5)),
                             seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), sweep: str = "synthetic",
-                            evaluate: bool | str = False, train_log: bool = False, config_file=None) -> list[Path]:
+                            evaluate: bool | str = False, train_log: bool = False, config_file=None,
+                            commits=SYNTHETIC_COMMITS[:1]) -> list[Path]:
     "Write made-up train + fine-tune (+ evaluate, if `evaluate`; profiles in the train runs, if 'train'; a `train_log.jsonl` per train run, if `train_log`; records naming `config_file` as their config) runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
     if evaluate not in (False, True, "train"): raise ValueError(f"evaluate must be False, True or 'train' (got {evaluate!r})")
     if setting not in SETTING_METRICS: raise ValueError(f"setting must be one of {sorted(SETTING_METRICS)} (got {setting!r})")
     if len(steps) < 2 or steps[0] != 0: raise ValueError(f"steps must start at 0 and have at least two entries (got {steps})")
     folder, out, last = Path(folder), [], steps[-1]
-    for (label, method, lamb), seed in ((m, s) for m in methods for s in seeds):
+    if commits is not None and (isinstance(commits, str) or not commits): raise ValueError(f"commits must be a non-empty list of commits or None (got {commits!r})")
+    for (i, (label, method, lamb)), seed in ((m, s) for m in enumerate(methods) for s in seeds):
+        commit = None if commits is None else commits[i % len(commits)]
         rng = np.random.default_rng([seed, sum(map(ord, label))])
         start = {m: round(0.6 + 0.35 * rng.random(), 6) for m in SETTING_METRICS[setting]}
         ident = dict(setting=setting, model="tiny", method=method, method_label=label, lamb=lamb,
@@ -190,7 +197,7 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
         metrics = {**start, "kl_to_ref": 5.0, "train_reward_first": 0.5, "train_reward_last": 0.8, "base": "synthetic",
                    "effective_config": {"beta": ident["beta"]}} | (profile if evaluate == "train" else {})
         write_json_atomic(run_dir / "metrics.json", metrics)
-        write_json_atomic(run_dir / RESULT, _record(train_id, "train", {**ident, "max_steps": 10}, metrics, None, sweep, run_dir, config_file))
+        write_json_atomic(run_dir / RESULT, _record(train_id, "train", {**ident, "max_steps": 10}, metrics, None, sweep, run_dir, config_file, commit))
         if train_log: _synthetic_train_log(run_dir, method, metrics, np.random.default_rng([seed, sum(map(ord, label)), 2]))
         out.append(run_dir)
         for regime in regimes:
@@ -207,7 +214,7 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
             params = {**ident, "regime": regime, "max_steps": last, "every": steps[1], "parent_kind": "train",
                       "parent_run_id": train_id, "parent_dir": str(run_dir)}
             write_json_atomic(ft_dir / "metrics.json", metrics)
-            write_json_atomic(ft_dir / RESULT, _record(ft_id, "finetune", params, metrics, train_id, sweep, ft_dir, config_file))
+            write_json_atomic(ft_dir / RESULT, _record(ft_id, "finetune", params, metrics, train_id, sweep, ft_dir, config_file, commit))
             out.append(ft_dir)
         if evaluate is True:
             ev_id = f"{train_id}-eval"
@@ -217,7 +224,7 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
             params = {**ident, "regime": None, "n_samples": 16, "parent_kind": "train", "parent_run_id": train_id,
                       "parent_dir": str(run_dir)}
             write_json_atomic(ev_dir / "metrics.json", metrics)
-            write_json_atomic(ev_dir / RESULT, _record(ev_id, "evaluate", params, metrics, train_id, sweep, ev_dir, config_file))
+            write_json_atomic(ev_dir / RESULT, _record(ev_id, "evaluate", params, metrics, train_id, sweep, ev_dir, config_file, commit))
             out.append(ev_dir)
     return out
 
