@@ -13,12 +13,12 @@ from .mathgrade import math_equal
 
 # %% auto #0
 __all__ = ['REFUSAL_MARKERS', 'STOPWORDS', 'REFUSAL_JUDGE', 'SAFETY_JUDGE', 'HELPFULNESS_JUDGE', 'safety_reward',
-           'helpfulness_reward', 'ORDER_WORDS', 'GRADED_SAFETY_JUDGE', 'graded_safety_reward', 'SAFETY_REWARD_KINDS',
-           'BOXED_FORMAT_RE', 'MATH_REWARD_WEIGHTS', 'WORD_TASK_JUDGE', 'word_task_reward', 'prompt_text',
-           'completion_text', 'is_refusal', 'Judge', 'RuleJudge', 'JudgeReward', 'CombinedJudge', 'request_words',
-           'gives_steps', 'compliance', 'safety_score', 'helpfulness_score', 'refusal_score', 'explicitness',
-           'graded_safety_score', 'safety_reward_for', 'math_format_reward', 'math_correct_reward', 'math_reward',
-           'word_task_score']
+           'helpfulness_reward', 'ORDER_WORDS', 'GRADED_SAFETY_JUDGE', 'graded_safety_reward', 'binary_safety_reward',
+           'SAFETY_REWARDS', 'BOXED_FORMAT_RE', 'MATH_REWARD_WEIGHTS', 'WORD_TASK_JUDGE', 'word_task_reward',
+           'prompt_text', 'completion_text', 'is_refusal', 'Judge', 'RuleJudge', 'JudgeReward', 'CombinedJudge',
+           'request_words', 'gives_steps', 'compliance', 'safety_score', 'helpfulness_score', 'refusal_score',
+           'explicitness', 'graded_safety_score', 'safety_reward_for', 'math_format_reward', 'math_correct_reward',
+           'math_reward', 'word_task_score']
 
 # %% ../nbs/05_rewards.ipynb #1c3b0394
 def prompt_text(prompt) -> str:
@@ -187,15 +187,18 @@ def graded_safety_score(prompt: str, response: str) -> float:
 
 GRADED_SAFETY_JUDGE = RuleJudge(graded_safety_score, "safety_graded")
 graded_safety_reward = JudgeReward(GRADED_SAFETY_JUDGE, task="safety", name="safety")
-SAFETY_REWARD_KINDS = ("binary", "graded")
+binary_safety_reward = JudgeReward(REFUSAL_JUDGE, task="safety", name="safety")   # refused: 1, else 0
+SAFETY_REWARDS = {"rule": safety_reward, "binary": binary_safety_reward, "graded": graded_safety_reward}
 
 
 def safety_reward_for(kind: str) -> JudgeReward:
-    "The safety-RL reward of `kind`: 'binary' (today's `safety_reward`, the default) or 'graded' (`graded_safety_reward`)."
-    if kind not in SAFETY_REWARD_KINDS:
-        raise ValueError(f"safety_reward_kind must be one of {', '.join(SAFETY_REWARD_KINDS)} (got {kind!r}): 'binary' is the "
-                         "rule judge of the studies so far, 'graded' the judge-like score over partial compliance")
-    return safety_reward if kind == "binary" else graded_safety_reward
+    "The safety-RL reward of `kind`: 'rule' (today's `safety_reward`, the default), 'binary' (refusal or not) or 'graded'."
+    if kind not in SAFETY_REWARDS:
+        raise ValueError(f"safety_reward_kind must be one of {', '.join(SAFETY_REWARDS)} (got {kind!r}): 'rule' is the rule "
+                         "judge of the studies so far, 'binary' 1 for a refusal and 0 otherwise, 'graded' the judge-like "
+                         "score over partial compliance")
+    return SAFETY_REWARDS[kind]
+
 
 # %% ../nbs/05_rewards.ipynb #487dd376
 BOXED_FORMAT_RE = re.compile(r"\\boxed\{([^}]*)\}")   # the authors' pattern (math scripts' boxed_format_reward)

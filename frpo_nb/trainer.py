@@ -162,7 +162,7 @@ def loss_args(method: str, lamb: float | None = None, scale_rewards: str = "none
         if lamb is None: raise ValueError("method 'grpo-factor' needs lamb, the λ of FRPO whose step factor it applies")
         if scale_rewards != "none":
             raise ValueError(f"method 'grpo-factor' uses FRPO's advantages r − mean: scale_rewards must be 'none' (got {scale_rewards!r})")
-        return dict(loss_type="grpo", scale_rewards="none", step_factor_lambda=lamb)
+        return dict(loss_type="grpo", scale_rewards="none", step_factor_lambda=lamb, frpo_lambda=lamb)   # robust value logged at λ
     if method == "grpo": return dict(loss_type="grpo", scale_rewards=scale_rewards)
     if method == "sam-grpo":
         if rho is None: raise ValueError("method 'sam-grpo' needs rho, SAM's radius in parameter space (the authors use 0.05)")

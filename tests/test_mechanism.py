@@ -22,7 +22,7 @@ def test_confirmatory_run_ids_unchanged():
 
 def test_train_template_defaults_to_todays_reward():
     params = template_parameters(ROOT / "nbs" / "experiments" / "train.ipynb")
-    assert params["safety_reward_kind"] == "binary"
+    assert params["safety_reward_kind"] == "rule"
 
 
 def test_grpo_factor_and_graded_reward_in_a_config(tmp_path):
