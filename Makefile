@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 JUNIT := .pytest-junit.xml
 
-.PHONY: install docs-install demo study study-full test test-slow sync-check readme bench gpu-check figures notebooks docs clean
+.PHONY: install docs-install demo study study-full test test-slow sync-check readme bench gpu-check figures records notebooks docs clean
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -84,8 +84,14 @@ test-slow: install docs-install
 ## make figures  (RESULTS=results, what make study leaves). A sweep's own figures: frpo-nb figures --results DIR
 RESULTS ?= results
 ## The figure notebooks' outputs are written back into nbs/figures/ (--in-place), so they show the committed figures.
+## Without finished runs in $(RESULTS) (a fresh clone), the committed run records in studies/records/ are used instead.
 figures: install
-	$(BIN)/frpo-nb figures --results $(RESULTS) --figures figures --in-place; rc=$$?; $(BIN)/nbdev_clean --fname nbs/figures; exit $$rc
+	$(BIN)/frpo-nb figures --results $(RESULTS) --records studies/records --figures figures --in-place; rc=$$?; $(BIN)/nbdev_clean --fname nbs/figures; exit $$rc
+
+## make records: the run records (result.json, curves, train logs; no weights) of the studies in $(RESULTS) into
+## studies/records/<study>.jsonl.gz, from which make figures rebuilds figures/ on a fresh clone (commit them together)
+records: install
+	$(BIN)/frpo-nb records export $(RESULTS) studies/records
 
 ## make notebooks: execute every library notebook in place (nbs/[0-9]*, paper_scale; cells flagged slow / gpu /
 ## notest / eval: false skipped, as in make test) and keep the outputs, cleaned by nbdev_clean; deterministic, so

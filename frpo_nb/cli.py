@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .core import EXECUTORS, ConfigError, find_repo_root, load_config, shipped
 from .provenance import format_provenance
+from .records import export_records, restore_records
 from .runfolder import ERROR, RESULT
 from .slurm import preview_slurm, run_sweep_slurm, sweep_status_slurm
 from .sweep import (SweepBusy, _raise_interrupt, check_results_dir, check_run_values, check_templates,
@@ -57,8 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--figures", metavar="DIR", help="where figures and tables go (default: <results>/figures; the study's committed figures: --figures figures, as make figures does)")
     fp.add_argument("--notebooks", metavar="DIR", help="figure notebooks (default: nbs/figures/ of the repo, else the package's)")
     fp.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
+    fp.add_argument("--records", metavar="DIR", help="run records (e.g. studies/records): used instead when the results folder "
+                    "holds no finished run, restored into .cache/records/results of the repo (make figures on a fresh clone)")
     fp.add_argument("--in-place", action="store_true", help="also write each executed notebook's outputs back into the figure "
                     "notebook (cleaned, parameters as committed): make figures / make study, so nbs/figures/ shows figures/")
+    rcp = sub.add_parser("records", help="export or restore run records", description=
+                         "Run records: each study's result.json, curves and train logs (no weights) as studies/records/<study>.jsonl.gz.")
+    rsub = rcp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ex = rsub.add_parser("export", help="write the records of RESULTS into OUT/<study>.jsonl.gz")
+    ex.add_argument("results", metavar="RESULTS", help="results folder (e.g. results)")
+    ex.add_argument("out", metavar="OUT", help="records folder (e.g. studies/records)")
+    rs = rsub.add_parser("restore", help="write RECORDS back as a results folder DEST (emptied first)")
+    rs.add_argument("records", metavar="RECORDS", help="a records file or folder (e.g. studies/records)")
+    rs.add_argument("dest", metavar="DEST", help="results folder to write")
     stp = sub.add_parser("status", help="table of the runs of CONFIG", description=
                          "One line per run of CONFIG: done / failed / blocked / running / incomplete / pending, with metrics.")
     stp.add_argument("config", metavar="CONFIG", help="experiment YAML file")
@@ -133,8 +145,23 @@ def _cmd_sweep(a, figures: bool = False) -> int:
 def _cmd_figures(a) -> int:
     repo = find_repo_root(Path.cwd()) or Path.cwd()
     results = Path(a.results).resolve() if a.results else repo / "results"
+    if a.records and not _has_results(results):
+        try: restored = restore_records(a.records, repo / ".cache" / "records" / "results")
+        except ValueError as e: raise ConfigError(f"--records: {e}") from None
+        print(f"no finished run in {results}: figures from the run records in {a.records} (restored into {restored})")
+        results = restored
     return _figures(results, Path(a.notebooks) if a.notebooks else _figure_notebooks(Path.cwd()), a.kernel,
                     figures_dir=a.figures, in_place=a.in_place)
+
+
+def _cmd_records(a) -> int:
+    try:
+        if a.action == "export":
+            written = export_records(a.results, a.out)
+            print(f"records of {len(written)} stud{'y' if len(written) == 1 else 'ies'}: " + ", ".join(str(p) for p in written))
+        else: print(f"results folder restored from {a.records}: {restore_records(a.records, a.dest)}")
+    except ValueError as e: raise ConfigError(str(e)) from None
+    return 0
 
 
 def _cmd_status(a) -> int:
@@ -160,7 +187,8 @@ def _cmd_status(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     "The `frpo-nb` command line; returns the exit status."
     a = _parser().parse_args(argv)
-    cmd = {"run": lambda a: _cmd_sweep(a, figures=True), "sweep": _cmd_sweep, "figures": _cmd_figures, "status": _cmd_status}
+    cmd = {"run": lambda a: _cmd_sweep(a, figures=True), "sweep": _cmd_sweep, "figures": _cmd_figures, "status": _cmd_status,
+           "records": _cmd_records}
     in_main_thread = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
     try: return cmd[a.command](a)
@@ -172,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if in_main_thread: signal.signal(signal.SIGTERM, old)
-
 
 # %% ../nbs/12_cli.ipynb #e3e1e060
 #| eval: false

@@ -48,7 +48,7 @@ def shipped(name: str) -> Path:
 
 # %% ../nbs/00_core.ipynb #f89bf791
 SETTINGS = ("safety", "math")
-METHODS = ("grpo", "frpo", "sam-grpo")
+METHODS = ("grpo", "frpo", "sam-grpo", "grpo-factor")
 SCALE_REWARDS = ("none", "group", "batch")  # TRL GRPOConfig.scale_rewards; the paper uses "none"
 STAGES = ("train", "finetune", "evaluate")
 RESERVED_PARAMS = ("run_id", "run_dir", "kind", "setting", "model", "method", "method_label", "lamb", "rho", "beta",
@@ -63,9 +63,9 @@ class ConfigError(ValueError):
 @dataclass
 class MethodSpec:
     "One training method: GRPO, FRPO at one λ, or SAM-GRPO at one radius ρ, with its KL coefficient β."
-    name: str                    # "grpo" | "frpo" | "sam-grpo"
+    name: str                    # "grpo" | "frpo" | "sam-grpo" | "grpo-factor" (GRPO-unscaled with FRPO's step per group)
     beta: float                  # KL coefficient to the reference policy (>= 0)
-    lamb: float | None = None    # FRPO's λ (> 0); frpo only
+    lamb: float | None = None    # FRPO's λ (> 0); frpo and grpo-factor only
     rho: float | None = None     # SAM's radius ρ in parameter space (>= 0); sam-grpo only
     scale_rewards: str | bool = "none"  # TRL's scale_rewards: none (paper) | group | batch; false/true = none/group
     label: str | None = None     # name in run ids and figures; default "grpo" / "frpo-lam{λ}" / "sam-grpo-rho{ρ}"
@@ -277,8 +277,10 @@ def _check_slug(s: str, where: str) -> None:
 def _check_method(m: MethodSpec, where: str) -> None:
     if m.name not in METHODS: raise ConfigError(f"{where}.name must be one of {', '.join(METHODS)}, got {m.name!r}")
     if not (math.isfinite(m.beta) and m.beta >= 0): raise ConfigError(f"{where}.beta must be a finite number >= 0, got {m.beta}")
-    if m.name == "frpo":
-        if m.lamb is None: raise ConfigError(f"{where}.lamb: FRPO needs λ; add e.g. 'lamb: 1.0' (any finite value > 0)")
+    if m.name in ("frpo", "grpo-factor"):
+        if m.lamb is None:
+            raise ConfigError(f"{where}.lamb: {'FRPO' if m.name == 'frpo' else 'grpo-factor (FRPO step factor at λ)'} needs λ; "
+                              "add e.g. 'lamb: 1.0' (any finite value > 0)")
         if not (math.isfinite(m.lamb) and m.lamb > 0):
             raise ConfigError(f"{where}.lamb must be a finite number > 0 (λ is a KL penalty), got {m.lamb}")
     elif m.lamb is not None:
@@ -293,8 +295,12 @@ def _check_method(m: MethodSpec, where: str) -> None:
     if isinstance(m.scale_rewards, bool): m.scale_rewards = "group" if m.scale_rewards else "none"  # as TRL
     if m.scale_rewards not in SCALE_REWARDS:
         raise ConfigError(f"{where}.scale_rewards must be one of {', '.join(SCALE_REWARDS)}, got {m.scale_rewards!r}")
+    if m.name == "grpo-factor" and m.scale_rewards != "none":
+        raise ConfigError(f"{where}.scale_rewards: grpo-factor uses FRPO's advantages r − mean; set scale_rewards: none "
+                          f"(got {m.scale_rewards!r})")
     if m.label is None:
-        m.label = "grpo" if m.name == "grpo" else f"frpo-lam{m.lamb:g}" if m.name == "frpo" else f"sam-grpo-rho{m.rho:g}"
+        m.label = ("grpo" if m.name == "grpo" else f"frpo-lam{m.lamb:g}" if m.name == "frpo" else
+                   f"grpo-factor-lam{m.lamb:g}" if m.name == "grpo-factor" else f"sam-grpo-rho{m.rho:g}")
     _check_slug(m.label, f"{where}.label")
     _check_params(m.train, f"{where}.train")
 

@@ -14,8 +14,8 @@ import torch
 # %% auto #0
 __all__ = ['GroupLayout', 'group_layout', 'to_groups', 'clipped_ratio_mean', 'check_lambda', 'group_logmeanexp',
            'leave_one_out_logmeanexp', 'frpo_group_objective', 'splice_local', 'grad_scaled', 'kl_k3',
-           'group_weight_ess', 'frpo_loss', 'grpo_surrogate', 'frpo_loss_reference', 'robust_value',
-           'robust_value_at_radius']
+           'group_weight_ess', 'frpo_coefficients', 'step_factors', 'distinct_values', 'group_step_metrics',
+           'frpo_loss', 'grpo_surrogate', 'frpo_loss_reference', 'robust_value', 'robust_value_at_radius']
 
 # %% ../nbs/01_loss.ipynb #e5b9a772
 class GroupLayout(NamedTuple):
@@ -159,6 +159,58 @@ def group_weight_ess(advantages: torch.Tensor, layout: GroupLayout, lamb: float)
     return 1.0 / (w * w).sum(1)
 
 
+# %% ../nbs/01_loss.ipynb #7c06564c
+def frpo_coefficients(advantages: torch.Tensor, layout: GroupLayout, lamb: float, *, jackknife: bool = True,
+                      offset: bool = True) -> torch.Tensor:
+    "On-policy ∂(J_g − b_g)/∂m_i at m ≡ 1 of each completion [B]: the weight of its score function in its group's gradient."
+    x = to_groups(-advantages.detach() / lamb, layout, -math.inf)          # log w, −inf in padding [G, K]
+    c = torch.softmax(x, dim=1)
+    k = layout.sizes.to(x.dtype)[:, None]
+    if jackknife:
+        eye = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
+        loo = torch.logsumexp(x[:, None, :].masked_fill(eye, -math.inf), dim=2)   # log S_{−j} [G, K]
+        t = torch.exp(x[:, :, None] - loo[:, None, :]).masked_fill(eye | ~layout.valid[:, None, :], 0.0)
+        c = k * c - (k - 1) / k * t.nan_to_num(0.0).sum(2)                # t[g, i, j] = w_i / S_{−j}, j ≠ i
+    if offset: c = c - 1 / k
+    return c[layout.group, layout.slot]
+
+
+def _centred_groups(v: torch.Tensor, layout: GroupLayout) -> torch.Tensor:
+    "`v` [B] in the padded group view minus each group's mean (0 in padding) [G, K]."
+    vg = to_groups(v, layout)
+    return (vg - vg.sum(1, keepdim=True) / layout.sizes.to(vg.dtype)[:, None]) * layout.valid
+
+
+def step_factors(advantages: torch.Tensor, layout: GroupLayout, lamb: float, *, jackknife: bool = True,
+                 offset: bool = True, cosine: bool = False):
+    """Per group, c_λ·k·‖c − c̄‖/‖A − Ā‖: FRPO's on-policy step over unscaled GRPO's [G] (NaN where all rewards are equal).
+    With `cosine=True` also the cosine between the two steps' directions, −⟨c − c̄, A − Ā⟩/(‖·‖‖·‖) [G] (1 on two-valued groups)."""
+    c = frpo_coefficients(advantages, layout, lamb, jackknife=jackknife, offset=offset)
+    cg, ag = _centred_groups(c, layout), _centred_groups(advantages.detach().to(c.dtype), layout)
+    num, den = max(lamb, 1.0) * layout.sizes.to(c.dtype) * cg.norm(dim=1), ag.norm(dim=1)
+    nan = torch.full_like(den, math.nan)
+    f = torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), nan)
+    if not cosine: return f
+    cos = -(cg * ag).sum(1) / (cg.norm(dim=1) * den).clamp_min(torch.finfo(den.dtype).tiny)
+    return f, torch.where(den > 0, cos, nan)
+
+
+def distinct_values(values: torch.Tensor, layout: GroupLayout) -> torch.Tensor:
+    "How many distinct values (exact equality) each group's rows hold [G] (int64)."
+    vs = torch.sort(to_groups(values.detach(), layout, math.inf), dim=1).values   # padding sorts last
+    return 1 + ((vs[:, 1:] != vs[:, :-1]) & layout.valid[:, 1:]).sum(1)
+
+def group_step_metrics(advantages: torch.Tensor, layout: GroupLayout, lamb: float, *, jackknife: bool = True,
+                       offset: bool = True, prefix: str = "frpo/") -> dict[str, float]:
+    "Floats: the fraction of groups whose rewards take two values; over the groups that are not constant (left out when all are), mean, min, max of the step factor and the least cosine between FRPO's and GRPO's directions."
+    f, cos = step_factors(advantages, layout, lamb, jackknife=jackknife, offset=offset, cosine=True)
+    f, cos = f[~torch.isnan(f)], cos[~torch.isnan(cos)]
+    out = {f"{prefix}two_valued_frac": (distinct_values(advantages, layout) == 2).to(torch.float64).mean().item()}
+    if not f.numel(): return out     # a logged NaN would turn the trainer's average over the logging window into NaN
+    return out | {f"{prefix}step_factor_mean": f.mean().item(), f"{prefix}step_factor_min": f.min().item(),
+                  f"{prefix}step_factor_max": f.max().item(), f"{prefix}step_cosine_min": cos.min().item()}
+
+
 # %% ../nbs/01_loss.ipynb #a272c882
 def _check_inputs(per_token_logps, completion_mask, advantages, group_ids, old_per_token_logps,
                   ref_per_token_logps, beta, epsilon_low, epsilon_high, delta, importance_sampling_level):
@@ -235,8 +287,8 @@ def frpo_loss(per_token_logps: torch.Tensor, completion_mask: torch.Tensor, adva
         metrics.update({"frpo/lambda": lamb, "frpo/ess_mean": ess.mean().item(), "frpo/ess_min": ess.min().item(),
                         "frpo/robust_gap": gap.mean().item(), "frpo/policy_loss": policy_loss.item(),
                         "frpo/n_groups": layout.n_groups})
+        metrics.update(group_step_metrics(advantages, layout, lamb, jackknife=jackknife, offset=offset))
     return loss, metrics
-
 
 # %% ../nbs/01_loss.ipynb #3ecf3775
 def grpo_surrogate(per_token_logps, completion_mask, advantages, old_per_token_logps=None, epsilon_low=0.2,

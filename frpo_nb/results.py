@@ -23,11 +23,11 @@ from .runfolder import ERROR, RESULT, run_state
 
 # %% auto #0
 __all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'CSV_FLOAT_FORMAT', 'PAPER_FIGURE1', 'TRAIN_LOG', 'TRAIN_DIAGNOSTICS',
-           'BASE_EVAL', 'BASE_METRICS', 'find_run_dirs', 'run_inventory', 'format_inventory', 'load_runs',
+           'MECHANISM', 'BASE_EVAL', 'BASE_METRICS', 'find_run_dirs', 'run_inventory', 'format_inventory', 'load_runs',
            'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series', 'series_colors', 'fmt_ci', 'plot_band',
            'note_axes', 'provenance_note', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs',
-           'load_paper_figure1', 'load_train_logs', 'run_diagnostics', 'train_diagnostics', 'base_eval_path',
-           'write_base_eval', 'load_base_evals', 'base_vs_rl']
+           'load_paper_figure1', 'load_train_logs', 'run_diagnostics', 'train_diagnostics', 'run_mechanism',
+           'mechanism_table', 'base_eval_path', 'write_base_eval', 'load_base_evals', 'base_vs_rl']
 
 # %% ../nbs/09a_results.ipynb #18f97d70
 KINDS = ("train", "finetune", "evaluate")
@@ -233,8 +233,8 @@ def series_colors(df: pd.DataFrame) -> dict[str, str]:
     if df.empty: return {}
     first = df.drop_duplicates("series")[["series", "method", "lamb"]]
     method = first.method.astype(str)
-    grpo, sam = sorted(first[method.eq("grpo")].series), sorted(first[method.eq("sam-grpo")].series)
-    frpo = first[~method.isin(["grpo", "sam-grpo"])].sort_values(["lamb", "series"], ascending=[False, True],
+    grpo, sam = sorted(first[method.isin(["grpo", "grpo-factor"])].series), sorted(first[method.eq("sam-grpo")].series)
+    frpo = first[~method.isin(["grpo", "grpo-factor", "sam-grpo"])].sort_values(["lamb", "series"], ascending=[False, True],
                                                                 na_position="last").series.tolist()
     reds = ["#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22"]
     greens = ["#2ca02c", "#17becf", "#98df8a", "#7f7f7f"]
@@ -409,6 +409,43 @@ def train_diagnostics(logs: pd.DataFrame, last: int = 3, keys=TRAIN_DIAGNOSTICS,
     table = table[table.n > 0].sort_values(["setting", "series", "metric"], ignore_index=True,
                                            key=lambda c: c if c.name == "setting" else c.map(order))
     return table[cols]
+
+# %% ../nbs/09a_results.ipynb #bd678817
+MECHANISM = {  # per-run summary of a train log: column -> (logged key, how its logged rows are combined)
+    "ess_mean": ("frpo/ess_mean", "mean"), "ess_min": ("frpo/ess_min", "min"),
+    "two_valued_frac": ("frpo/two_valued_frac", "mean"), "constant_frac": ("frac_reward_zero_std", "mean"),
+    "step_factor_mean": ("frpo/step_factor_mean", "mean"), "step_factor_min": ("frpo/step_factor_min", "min"),
+    "step_factor_max": ("frpo/step_factor_max", "max"), "step_cosine_min": ("frpo/step_cosine_min", "min"),
+    "robust_value_first": ("frpo/robust_value", "first"), "robust_value_last": ("frpo/robust_value", "last"),
+}
+
+
+def run_mechanism(logs: pd.DataFrame) -> pd.DataFrame:
+    "One row per run of `logs` (`load_train_logs`): its identity, the steps it logged, each `MECHANISM` column over all its logged rows (NaN where never logged), and robust_value_gain = last − first."
+    head, rows = ["run_id", "sweep", "run_dir", *IDENTITY], []
+    for _, g in logs.groupby("run_dir", sort=True):
+        g = g.sort_values("step", kind="stable")
+        row = {c: g[c].iloc[0] for c in head if c in g.columns} | {"from_step": g.step.iloc[0], "to_step": g.step.iloc[-1],
+                                                                   "n_logged": len(g)}
+        for name, (key, how) in MECHANISM.items():
+            v = g[key].dropna() if key in g.columns else pd.Series(dtype=float)
+            row[name] = math.nan if v.empty else float(v.iloc[0] if how == "first" else v.iloc[-1] if how == "last"
+                                                       else getattr(v, how)())
+        rows.append(row | {"robust_value_gain": row["robust_value_last"] - row["robust_value_first"]})
+    return pd.DataFrame(rows, columns=[*head, "from_step", "to_step", "n_logged", *MECHANISM, "robust_value_gain"])
+
+
+def mechanism_table(logs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    "Per setting × series × column of `run_mechanism`: the mean over runs (seeds) with a t-interval at `level`; columns a series never logged are left out."
+    by, keys = ["setting", "group", "series", "method", "lamb"], [*MECHANISM, "robust_value_gain"]
+    per_run = run_mechanism(logs)
+    if per_run.empty: return pd.DataFrame(columns=[*by, "metric", "mean", "lo", "hi", "n"])
+    per_run = add_series(per_run)
+    long = per_run.melt(id_vars=by, value_vars=keys, var_name="metric", value_name="value")
+    table = ci_table(long, [*by, "metric"], "value", level)
+    order = {s: i for i, s in enumerate(series_colors(per_run))} | {k: i for i, k in enumerate(keys)}
+    return table[table.n > 0].sort_values(["setting", "series", "metric"], ignore_index=True,
+                                          key=lambda c: c if c.name == "setting" else c.map(order))
 
 # %% ../nbs/09a_results.ipynb #b45e0002
 BASE_EVAL = "base_eval"     # <sweep folder>/_bases/base_eval/: measurements of the sweep's base policy

@@ -20,7 +20,8 @@ from .loss import check_lambda, frpo_loss, group_layout, grpo_surrogate, to_grou
 
 # %% auto #0
 __all__ = ['gibbs_robust_value', 'worst_case_distribution', 'kl_ball_value', 'solve_penalised_primal', 'solve_kl_ball_primal',
-           'SharpFlatToy', 'exact_objective', 'mass_right_of', 'train_mean', 'reward_under_shift', 'plot_sharp_vs_flat']
+           'SharpFlatToy', 'exact_objective', 'mass_right_of', 'train_mean', 'reward_under_shift', 'plot_sharp_vs_flat',
+           'two_valued_factor']
 
 # %% ../nbs/02_theory.ipynb #e9fea02a
 def _check_discrete(r: torch.Tensor, log_pi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,3 +267,25 @@ def plot_sharp_vs_flat(toy: SharpFlatToy, final_mu: dict[str, list[float]], lamb
                  "cf. Sabbaghi et al. 2026, Fig. 1 left", fontsize=11)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/02_theory.ipynb #fca5c6f6
+def two_valued_factor(m: int, k: int, lamb: float, r_hi: float = 1.0, r_lo: float = 0.0, *, jackknife: bool = True,
+                      offset: bool = True) -> float:
+    """FRPO's on-policy step over unscaled GRPO's on a group of `k` completions, `m` of them rewarded `r_lo` and the
+    others `r_hi` > `r_lo` (closed form; `offset` does not change it: without the offset FRPO adds a zero-mean baseline term)."""
+    lamb = check_lambda(lamb)
+    for name, v in (("m", m), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)): raise ValueError(f"{name} must be an integer (got {v!r})")
+    if k < 2: raise ValueError(f"k must be >= 2 completions per group (got {k}): one completion has no second value")
+    if not 1 <= m <= k - 1:
+        raise ValueError(f"m must count the failures of a two-valued group, 1 <= m <= k-1 = {k - 1} (got {m}); m = 0 or "
+                         "m = k is a constant group, where both steps are 0")
+    delta = float(r_hi) - float(r_lo)
+    if not (math.isfinite(delta) and delta > 0): raise ValueError(f"r_hi must be finite and > r_lo (got {r_hi!r}, {r_lo!r})")
+    u, eps = math.exp(-delta / lamb), -math.expm1(-delta / lamb)    # a success's weight over a failure's; 1 − u
+    s = (k - m) * u + m                                            # S, failures weighing 1
+    if jackknife:                                                  # no cancellation: → 1/(k−1) as λ → ∞
+        bracket = k / s - (k - m - 1) / (s - u) - (0.0 if m == 1 else (m - 1) / (s - 1))
+    else: bracket = 1 / s
+    return max(lamb, 1.0) * k * eps * bracket / delta
+

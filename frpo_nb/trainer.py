@@ -20,15 +20,15 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import split_tensor_dict
 
 from .core import jsonable
-from .loss import check_lambda, frpo_loss, robust_value
+from .loss import check_lambda, frpo_loss, group_layout, group_step_metrics, robust_value, step_factors
 
 # %% auto #0
 __all__ = ['FRPO_DEFAULTS', 'FRPO_UNSUPPORTED', 'LOSS_TYPES', 'METHODS', 'LOGP_BATCH_ARGS', 'LOCAL_METRICS',
-           'SAM_REFUSED_OPTIMIZERS', 'FRPOConfig', 'check_frpo_options', 'effective_config', 'loss_args',
-           'completion_group_ids', 'group_contiguous_order', 'permute_rows', 'concat_micro_batches',
-           'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer', 'SAMGRPOConfig', 'check_sam_options',
-           'global_grad_norm', 'ascent_scale', 'perturb_', 'restore_', 'step_norm', 'SAMWindow', 'SAMGRPOTrainer',
-           'trainer_classes']
+           'SAM_REFUSED_OPTIMIZERS', 'FRPOConfig', 'check_step_factor_options', 'check_frpo_options',
+           'effective_config', 'loss_args', 'completion_group_ids', 'group_contiguous_order', 'permute_rows',
+           'concat_micro_batches', 'regroup_micro_batches', 'batch_robust_value', 'FRPOTrainer', 'SAMGRPOConfig',
+           'check_sam_options', 'global_grad_norm', 'ascent_scale', 'perturb_', 'restore_', 'step_norm', 'SAMWindow',
+           'SAMGRPOTrainer', 'trainer_classes']
 
 # %% ../nbs/03_trainer.ipynb #880d724a
 FRPO_DEFAULTS = {  # GRPOConfig options left unset (None) by FRPOConfig -> (value for 'frpo', TRL's default)
@@ -80,6 +80,9 @@ class FRPOConfig(GRPOConfig):
         "help": "Jackknife the log of the group mean (removes its O(1/k) bias; needs num_generations >= 2)."})
     offset: bool = field(default=True, metadata={
         "help": "Subtract the mean clipped ratio of each group (a zero-mean baseline; the paper's --baseline)."})
+    step_factor_lambda: float | None = field(default=None, metadata={
+        "help": "With a TRL loss type and scale_rewards='none': multiply each group's advantages by FRPO's step factor at "
+                "this λ (the control 'grpo-factor': GRPO-unscaled with FRPO's per-group step). None: off."})
 
     def __post_init__(self):
         if self.loss_type not in LOSS_TYPES:
@@ -91,6 +94,7 @@ class FRPOConfig(GRPOConfig):
             if getattr(self, name) is None: setattr(self, name, frpo_default if frpo else trl_default)
         self.frpo_lambda = check_lambda(self.frpo_lambda, "frpo_lambda")
         if frpo: check_frpo_options(self)
+        if self.step_factor_lambda is not None: check_step_factor_options(self)
         super().__post_init__()
         if frpo and self.steps_per_generation > 1 and self.per_device_train_batch_size % self.num_generations:
             raise ValueError(
@@ -106,6 +110,20 @@ class FRPOConfig(GRPOConfig):
         names = {f.name for f in dataclasses.fields(cls) if f.init}
         if d.get("steps_per_generation") is not None: d.pop("generation_batch_size", None)  # derived by __post_init__
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def check_step_factor_options(args) -> None:
+    "Raise a `ValueError` that says the fix when `step_factor_lambda` (the control 'grpo-factor') cannot be honoured."
+    args.step_factor_lambda = check_lambda(args.step_factor_lambda, "step_factor_lambda")
+    if args.loss_type == "frpo":
+        raise ValueError("step_factor_lambda is the control of FRPO (GRPO's loss with FRPO's step per group): use it with "
+                         "loss_type='grpo', or unset it to train FRPO itself")
+    scale = {True: "group", False: "none"}.get(args.scale_rewards, args.scale_rewards)
+    if scale != "none":
+        raise ValueError(f"step_factor_lambda needs scale_rewards='none' (FRPO's advantages r − mean; got "
+                         f"{args.scale_rewards!r}): set scale_rewards='none'")
+    if args.multi_objective_aggregation != "sum_then_normalize":
+        raise ValueError("step_factor_lambda needs multi_objective_aggregation='sum_then_normalize' (advantages r − mean)")
 
 
 def check_frpo_options(args) -> None:
@@ -134,12 +152,17 @@ def effective_config(config) -> dict:
     return jsonable({k: v for k, v in config.to_dict().items() if not k.startswith("_")})
 
 # %% ../nbs/03_trainer.ipynb #de92da63
-METHODS = ("grpo", "frpo", "sam-grpo")
+METHODS = ("grpo", "frpo", "sam-grpo", "grpo-factor")
 
 
 def loss_args(method: str, lamb: float | None = None, scale_rewards: str = "none", rho: float | None = None) -> dict:
-    "The loss fields of a method's config: 'frpo' → FRPO's loss at λ; 'grpo' → TRL's GRPO loss with `scale_rewards`; 'sam-grpo' → that loss with SAM's radius ρ."
+    "The loss fields of a method's config: 'frpo' → FRPO's loss at λ; 'grpo' → TRL's GRPO loss with `scale_rewards`; 'sam-grpo' → that loss with SAM's radius ρ; 'grpo-factor' → GRPO-unscaled with FRPO's step factor at λ per group."
     if method == "frpo": return dict(loss_type="frpo", frpo_lambda=lamb)
+    if method == "grpo-factor":
+        if lamb is None: raise ValueError("method 'grpo-factor' needs lamb, the λ of FRPO whose step factor it applies")
+        if scale_rewards != "none":
+            raise ValueError(f"method 'grpo-factor' uses FRPO's advantages r − mean: scale_rewards must be 'none' (got {scale_rewards!r})")
+        return dict(loss_type="grpo", scale_rewards="none", step_factor_lambda=lamb, frpo_lambda=lamb)   # robust value logged at λ
     if method == "grpo": return dict(loss_type="grpo", scale_rewards=scale_rewards)
     if method == "sam-grpo":
         if rho is None: raise ValueError("method 'sam-grpo' needs rho, SAM's radius in parameter space (the authors use 0.05)")
@@ -234,7 +257,21 @@ class FRPOTrainer(GRPOTrainer):
         batch["group_ids"] = completion_group_ids(ids.shape[0], self.accelerator.process_index, k, ids.device)
         self._metrics[mode]["frpo/robust_value"].append(
             batch_robust_value(self._rewards_per_func, self.reward_weights, k, self.args.frpo_lambda))
+        if self.loss_type != "frpo": self._scale_by_step_factor(batch, k, mode)   # frpo_loss logs its own
         return batch
+
+    def _scale_by_step_factor(self, batch, k: int, mode: str) -> None:
+        "Log how many groups are two-valued; with `step_factor_lambda`, multiply each group's advantages by FRPO's step factor and log it."
+        adv = self.accelerator.gather(batch["advantages"]) if self.accelerator.num_processes > 1 else batch["advantages"]
+        adv = adv.double()
+        layout = group_layout(torch.div(torch.arange(adv.numel(), device=adv.device), k, rounding_mode="floor"))
+        lamb, jk, off = self.args.step_factor_lambda, self.args.jackknife, self.args.offset
+        stats = group_step_metrics(adv, layout, lamb or self.args.frpo_lambda, jackknife=jk, offset=off)
+        if lamb is None: stats = {"frpo/two_valued_frac": stats["frpo/two_valued_frac"]}
+        else:
+            factors = step_factors(adv, layout, lamb, jackknife=jk, offset=off).nan_to_num(1.0)   # constant groups: A = 0
+            batch["advantages"] = batch["advantages"] * factors[batch["group_ids"]].to(batch["advantages"].dtype)
+        for key, v in stats.items(): self._metrics[mode][key].append(v)
 
     def _prepare_inputs(self, generation_batch):
         before = self._buffered_inputs
