@@ -423,7 +423,7 @@ def trainer_device_args(runtime: Runtime | None = None) -> dict:
     import torch
     rt = runtime or choose_runtime()
     if rt.device == "cpu":
-        return dict(use_cpu=True, bf16=False, dataloader_pin_memory=False, activation_checkpointing=False)
+        return dict(use_cpu=True, bf16=False, dataloader_pin_memory=False, gradient_checkpointing=False)
     return dict(use_cpu=False, bf16=rt.dtype == torch.bfloat16)
 
 # %% ../nbs/00_core.ipynb #a604dac5
