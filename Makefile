@@ -8,15 +8,44 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 JUNIT := .pytest-junit.xml
 
-.PHONY: install docs-install demo study study-full test test-slow sync-check readme bench gpu-check figures notebooks docs clean
+.PHONY: install lock test-gpu-stack gpu-kit docs-install demo study study-full test test-slow sync-check readme bench gpu-check figures notebooks docs clean
 
-$(VENV)/.installed: settings.ini setup.py
+# the CPU lock (requirements/cpu.txt, `make lock`), then the package without resolving again; torch is not in the lock
+# (PyPI's linux torch is the CUDA build): the CPU wheel as before. eval: lm-eval and EvalPlus (the slow tests' real runs)
+$(VENV)/.installed: settings.ini setup.py requirements/cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH) $(TORCH_INDEX)
-	$(PY) -m pip install -q -e ".[dev,slurm,eval]"   # eval: lm-eval and EvalPlus for the evaluate stage's real runs (slow tests)
+	$(PY) -m pip install -q -r requirements/cpu.txt
+	$(PY) -m pip install -q --no-deps -e ".[dev,slurm,eval]"
 	touch $@
 
 install: $(VENV)/.installed
+
+## make lock: the locks in requirements/, resolved by uv from the package's metadata (settings.ini) for linux x86_64,
+## Python 3.11: gpu.txt (CUDA 13 torch 2.13, vLLM 0.31, the pins of requirements/gpu.in), cpu.txt (what make install
+## and CI install: the newest versions in the ranges, CPU torch apart) and gpu-stack-cpu.txt (the GPU lock's versions
+## with CPU torch: what make test-gpu-stack runs the fast suite on). Needs uv (in the dev extra, or pip install uv).
+UV ?= $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
+LOCK := $(UV) pip compile -q pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock" --extra eval --extra slurm --extra dev
+lock:
+	$(LOCK) --extra gpu requirements/gpu.in -o requirements/gpu.txt
+	$(LOCK) --overrides requirements/no-torch.txt -o requirements/cpu.txt
+	$(LOCK) --overrides requirements/no-torch.txt -c requirements/gpu.txt -o requirements/gpu-stack-cpu.txt
+
+## make test-gpu-stack: the fast suite again in a second venv, on CPU torch with the GPU lock's versions of everything
+## else (transformers 5.17, ...: requirements/gpu-stack-cpu.txt); ends with 'N passed, N failed'
+GPU_STACK := .venv-gpu-stack
+$(GPU_STACK)/.installed: settings.ini setup.py requirements/gpu-stack-cpu.txt
+	test -x $(GPU_STACK)/bin/python || python3 -m venv $(GPU_STACK)
+	$(GPU_STACK)/bin/python -m pip install -q $(TORCH) $(TORCH_INDEX)
+	$(GPU_STACK)/bin/python -m pip install -q -r requirements/gpu-stack-cpu.txt
+	$(GPU_STACK)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-gpu-stack: $(GPU_STACK)/.installed
+	PATH="$(CURDIR)/$(GPU_STACK)/bin:$$PATH" $(GPU_STACK)/bin/python -m pytest tests -m "not slow" -p no:cacheprovider \
+	  --junitxml=.pytest-junit-gpu-stack.xml -q; rc=$$?; $(GPU_STACK)/bin/python tests/summary.py .pytest-junit-gpu-stack.xml; exit $$rc
 
 # the docs extra (settings.ini docs_requirements: mkdocs, mkdocs-material, mkdocs-jupyter, mkdocstrings, playwright)
 $(VENV)/.docs-installed: $(VENV)/.installed settings.ini setup.py
@@ -113,4 +142,4 @@ gpu-check:
 	$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
-	rm -rf $(VENV) results _proc _docs .cache *.egg-info $(JUNIT)
+	rm -rf $(VENV) $(GPU_STACK) $(KIT) results _proc _docs .cache *.egg-info $(JUNIT)
