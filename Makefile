@@ -135,11 +135,21 @@ bench: install
 	$(PY) bench/bench_trainer.py
 
 ## make gpu-check: on one GPU, FRPO vs GRPO with a ~0.5 B Qwen2 built from a config (bf16, no download): step-time
-## ratio, peak memory, generation tokens/s, the loss at G=256 k=8 T=4096; one summary line, a few minutes. Needs only
-## CUDA torch (not this venv): GPU_PYTHON=/path/to/python make gpu-check. CPU smoke test: bench/gpu_check.py --cpu --tiny
+## ratio, peak memory, generation tokens/s, the loss at G=256 k=8 T=4096; where TRL and this package are importable
+## also the real trainers (FRPOTrainer vs GRPOTrainer, a LoRA SAM-GRPO step, the tiny pipeline on the GPU); one summary
+## line, under 8 minutes. The model checks need only CUDA torch: GPU_PYTHON=/path/to/python make gpu-check; a bare
+## node: make gpu-kit. CPU smoke test: bench/gpu_check.py --cpu --tiny
 GPU_PYTHON ?= python3
 gpu-check:
 	$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
+
+## make gpu-kit: into gpu-kit/ (git-ignored, <= 64 MiB) the wheels a bare offline GPU node lacks for gpu_check.py's
+## trainers' stage (node: Python 3.12, CUDA torch 2.11, transformers 5.17, accelerate, peft; no trl, datasets,
+## papermill), this package's wheel and gpu_check.py; there: pip install --no-index --no-deps gpu-kit/*.whl &&
+## python gpu-kit/gpu_check.py. KIT_ARGS: tools/gpu_kit.py options (--python, --has)
+KIT := gpu-kit
+gpu-kit: install
+	$(PY) tools/gpu_kit.py --out $(KIT) $(KIT_ARGS)
 
 clean:
 	rm -rf $(VENV) $(GPU_STACK) $(KIT) results _proc _docs .cache *.egg-info $(JUNIT)
