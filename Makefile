@@ -34,7 +34,8 @@ lock:
 	$(LOCK) --overrides requirements/no-torch.txt -c requirements/gpu.txt -o requirements/gpu-stack-cpu.txt
 
 ## make test-gpu-stack: the fast suite again in a second venv, on CPU torch with the GPU lock's versions of everything
-## else (transformers 5.17, ...: requirements/gpu-stack-cpu.txt); ends with 'N passed, N failed'
+## else (transformers 5.17, ...: requirements/gpu-stack-cpu.txt); ends with 'N passed, N failed'. GPU_STACK_TESTS: the
+## pytest paths (default: all of tests/)
 GPU_STACK := .venv-gpu-stack
 $(GPU_STACK)/.installed: settings.ini setup.py requirements/gpu-stack-cpu.txt
 	test -x $(GPU_STACK)/bin/python || python3 -m venv $(GPU_STACK)
@@ -43,8 +44,9 @@ $(GPU_STACK)/.installed: settings.ini setup.py requirements/gpu-stack-cpu.txt
 	$(GPU_STACK)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 
+GPU_STACK_TESTS ?= tests
 test-gpu-stack: $(GPU_STACK)/.installed
-	PATH="$(CURDIR)/$(GPU_STACK)/bin:$$PATH" $(GPU_STACK)/bin/python -m pytest tests -m "not slow" -p no:cacheprovider \
+	PATH="$(CURDIR)/$(GPU_STACK)/bin:$$PATH" $(GPU_STACK)/bin/python -m pytest $(GPU_STACK_TESTS) -m "not slow" -p no:cacheprovider \
 	  --junitxml=.pytest-junit-gpu-stack.xml -q; rc=$$?; $(GPU_STACK)/bin/python tests/summary.py .pytest-junit-gpu-stack.xml; exit $$rc
 
 # the docs extra (settings.ini docs_requirements: mkdocs, mkdocs-material, mkdocs-jupyter, mkdocstrings, playwright)

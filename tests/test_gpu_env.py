@@ -49,7 +49,7 @@ def pins(text: str) -> dict[str, str]:
     return out
 
 
-def test_no_activation_checkpointing_left():
+def test_only_the_old_checkpointing_name():
     "transformers < 5.23 (what vLLM 0.31 allows) rejects the new name; TRL and every transformers 5.x take the old one."
     name = "activation" + "_checkpointing"
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
