@@ -8,15 +8,46 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 JUNIT := .pytest-junit.xml
 
-.PHONY: install docs-install demo study study-full test test-slow sync-check readme bench gpu-check figures records notebooks docs clean
+.PHONY: install lock test-gpu-stack gpu-kit docs-install demo study study-full test test-slow sync-check readme bench gpu-check figures records notebooks docs clean
 
-$(VENV)/.installed: settings.ini setup.py
+# the CPU lock (requirements/cpu.txt, `make lock`), then the package without resolving again; torch is not in the lock
+# (PyPI's linux torch is the CUDA build): the CPU wheel as before. eval: lm-eval and EvalPlus (the slow tests' real runs)
+$(VENV)/.installed: settings.ini setup.py requirements/cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH) $(TORCH_INDEX)
-	$(PY) -m pip install -q -e ".[dev,slurm,eval]"   # eval: lm-eval and EvalPlus for the evaluate stage's real runs (slow tests)
+	$(PY) -m pip install -q -r requirements/cpu.txt
+	$(PY) -m pip install -q --no-deps -e ".[dev,slurm,eval]"
 	touch $@
 
 install: $(VENV)/.installed
+
+## make lock: the locks in requirements/, resolved by uv from the package's metadata (settings.ini) for linux x86_64,
+## Python 3.11: gpu.txt (CUDA 13 torch 2.13, vLLM 0.31, the pins of requirements/gpu.in), cpu.txt (what make install
+## and CI install: the newest versions in the ranges, CPU torch apart) and gpu-stack-cpu.txt (the GPU lock's versions
+## with CPU torch: what make test-gpu-stack runs the fast suite on). Needs uv (in the dev extra, or pip install uv).
+UV ?= $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
+LOCK := $(UV) pip compile -q pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock" --extra eval --extra slurm --extra dev
+lock:
+	$(LOCK) --extra gpu requirements/gpu.in -o requirements/gpu.txt
+	$(LOCK) --overrides requirements/no-torch.txt -o requirements/cpu.txt
+	$(LOCK) --overrides requirements/no-torch.txt -c requirements/gpu.txt -o requirements/gpu-stack-cpu.txt
+
+## make test-gpu-stack: the fast suite again in a second venv, on CPU torch with the GPU lock's versions of everything
+## else (transformers 5.17, ...: requirements/gpu-stack-cpu.txt); ends with 'N passed, N failed'. GPU_STACK_TESTS: the
+## pytest paths (default: all of tests/)
+GPU_STACK := .venv-gpu-stack
+$(GPU_STACK)/.installed: settings.ini setup.py requirements/gpu-stack-cpu.txt
+	test -x $(GPU_STACK)/bin/python || python3 -m venv $(GPU_STACK)
+	$(GPU_STACK)/bin/python -m pip install -q $(TORCH) $(TORCH_INDEX)
+	$(GPU_STACK)/bin/python -m pip install -q -r requirements/gpu-stack-cpu.txt
+	$(GPU_STACK)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+GPU_STACK_TESTS ?= tests
+test-gpu-stack: $(GPU_STACK)/.installed
+	PATH="$(CURDIR)/$(GPU_STACK)/bin:$$PATH" $(GPU_STACK)/bin/python -m pytest $(GPU_STACK_TESTS) -m "not slow" -p no:cacheprovider \
+	  --junitxml=.pytest-junit-gpu-stack.xml -q; rc=$$?; $(GPU_STACK)/bin/python tests/summary.py .pytest-junit-gpu-stack.xml; exit $$rc
 
 # the docs extra (settings.ini docs_requirements: mkdocs, mkdocs-material, mkdocs-jupyter, mkdocstrings, playwright)
 $(VENV)/.docs-installed: $(VENV)/.installed settings.ini setup.py
@@ -112,11 +143,21 @@ bench: install
 	$(PY) bench/bench_trainer.py
 
 ## make gpu-check: on one GPU, FRPO vs GRPO with a ~0.5 B Qwen2 built from a config (bf16, no download): step-time
-## ratio, peak memory, generation tokens/s, the loss at G=256 k=8 T=4096; one summary line, a few minutes. Needs only
-## CUDA torch (not this venv): GPU_PYTHON=/path/to/python make gpu-check. CPU smoke test: bench/gpu_check.py --cpu --tiny
+## ratio, peak memory, generation tokens/s, the loss at G=256 k=8 T=4096; where TRL and this package are importable
+## also the real trainers (FRPOTrainer vs GRPOTrainer, a LoRA SAM-GRPO step, the tiny pipeline on the GPU); one summary
+## line, under 8 minutes. The model checks need only CUDA torch: GPU_PYTHON=/path/to/python make gpu-check; a bare
+## node: make gpu-kit. CPU smoke test: bench/gpu_check.py --cpu --tiny
 GPU_PYTHON ?= python3
 gpu-check:
 	$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
+## make gpu-kit: into gpu-kit/ (git-ignored, <= 64 MiB) the wheels a bare offline GPU node lacks for gpu_check.py's
+## trainers' stage (node: Python 3.12, CUDA torch 2.11, transformers 5.17, accelerate, peft; no trl, datasets,
+## papermill), this package's wheel and gpu_check.py; there: pip install --no-index --no-deps gpu-kit/*.whl &&
+## python gpu-kit/gpu_check.py. KIT_ARGS: tools/gpu_kit.py options (--python, --has)
+KIT := gpu-kit
+gpu-kit: install
+	$(PY) tools/gpu_kit.py --out $(KIT) $(KIT_ARGS)
+
 clean:
-	rm -rf $(VENV) results _proc _docs .cache *.egg-info $(JUNIT)
+	rm -rf $(VENV) $(GPU_STACK) $(KIT) results _proc _docs .cache *.egg-info $(JUNIT)

@@ -65,7 +65,8 @@ setuptools.setup(
     python_requires=">=" + cfg["min_python"],
     install_requires=cfg.get("requirements", "").split(),
     extras_require={"dev": cfg.get("dev_requirements", "").split(), "slurm": cfg.get("slurm_requirements", "").split(),
-                    "eval": cfg.get("eval_requirements", "").split(), "docs": cfg.get("docs_requirements", "").split()},
+                    "eval": cfg.get("eval_requirements", "").split(), "docs": cfg.get("docs_requirements", "").split(),
+                    "gpu": cfg.get("gpu_requirements", "").split()},
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),
         "nbdev": [f"{cfg['lib_name']}={cfg['lib_name']}._modidx:d"],

@@ -44,7 +44,7 @@ def even_token_share(completions, completion_ids, **kwargs):
 
 
 def make_trainer(kind, model_path, prompts, a):
-    common = dict(output_dir=tempfile.mkdtemp(prefix="bench_"), use_cpu=True, bf16=False, activation_checkpointing=False,
+    common = dict(output_dir=tempfile.mkdtemp(prefix="bench_"), use_cpu=True, bf16=False, gradient_checkpointing=False,
                   report_to="none", dataloader_pin_memory=False, save_strategy="no", disable_tqdm=True, seed=0,
                   per_device_train_batch_size=a.batch, num_generations=a.k, max_completion_length=a.completion_len,
                   learning_rate=0.0, scale_rewards="none", beta=a.beta)

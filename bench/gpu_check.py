@@ -17,13 +17,25 @@ else a plain-torch Qwen2 of the same shape (--impl). bf16 on the GPU, float32 on
 - the loss alone at G = 256 groups, k = 8, T = 4096 tokens (float32 log-probs, the trainer's dtype): forward +
   backward time of FRPO vs the GRPO surrogate (paired, interleaved), and the peak memory of each.
 
+The trainers' stage (`--stage trainers`, or `all`: the default where TRL and this package are importable) runs the
+real trainers on the same machine's torch: `FRPOTrainer` (λ = 1) against TRL's `GRPOTrainer` on the ≈ 0.5 B Qwen2
+(bf16, SDPA, generation by transformers, not vLLM; learning rate 0, so both train the same weights): the step-time
+ratio of whole training steps (generation, rewards, loss, backward, AdamW), interleaved as above, and each one's peak
+memory; one LoRA SAM-GRPO step (`SAMGRPOTrainer`, ρ = 0.05, r = 16); and the tiny pipeline on the device: the base
+policy's warm-up, an FRPO run, an SFT fine-tune with its curve, and the evaluation of the result. On a bare, offline
+GPU node (CUDA torch, transformers, accelerate, peft; no trl, datasets or papermill) install `make gpu-kit`'s
+wheels first: `pip install --no-index --no-deps gpu-kit/*.whl` (tools/gpu_kit.py).
+
 Prints one summary line last (and writes all numbers as JSON with --out). Exit 1 when a check fails: a loss
-that is not finite, or a FRPO/GRPO step ratio above --max-ratio.
+that is not finite, a FRPO/GRPO step ratio above --max-ratio, or a trainers' stage that fails.
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib.util
 import json
+import tempfile
 import math
 import platform
 import statistics
@@ -36,7 +48,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # this checkout's frpo_nb, not an installed one
+ROOT = Path(__file__).resolve().parents[1]
+if (ROOT / "frpo_nb" / "loss.py").is_file(): sys.path.insert(0, str(ROOT))   # this checkout's frpo_nb, not an installed one
 from frpo_nb.loss import frpo_loss, grpo_surrogate  # noqa: E402
 
 
@@ -202,6 +215,152 @@ def losses(kind, logps, mask, adv, ids, lamb):
     return grpo_surrogate(logps, mask, adv, old_per_token_logps=old)
 
 
+# ---- the trainers' stage: FRPOTrainer vs GRPOTrainer, a LoRA SAM-GRPO step, the tiny pipeline ------------------
+def trainers_available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("trl", "datasets", "transformers", "peft"))
+
+
+def trainers_stage(device: str, tiny: bool, groups: int, k: int, P: int, C: int, reps: int, warmup: int,
+                   lamb: float) -> dict:
+    "Run the real trainers on `device`; return their numbers (see the module's docstring)."
+    import random
+    import warnings
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import Qwen2Config, Qwen2ForCausalLM, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+    from frpo_nb.data import tiny_corpus
+    from frpo_nb.tiny import build_tiny_tokenizer
+    from frpo_nb.trainer import FRPOConfig, FRPOTrainer, SAMGRPOConfig, SAMGRPOTrainer
+    import datasets
+    import transformers
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    cpu, t_stage = device == "cpu", time.time()
+    tok = build_tiny_tokenizer(tiny_corpus(), vocab_size=512)
+    shape = Shape(vocab=len(tok), hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128) if tiny else QWEN2_05B
+    cfg = Qwen2Config(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+                      num_hidden_layers=shape.layers, num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
+                      rope_theta=shape.rope_theta, rms_norm_eps=shape.eps, max_position_embeddings=32768,
+                      tie_word_embeddings=True, attn_implementation="sdpa", pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    with torch.device(device): model = Qwen2ForCausalLM(cfg).to(torch.float32 if cpu else torch.bfloat16)
+    n_params = sum(p.numel() for p in model.parameters())
+    rng = random.Random(0)                  # prompts of P tokens of the tokenizer's own vocabulary (no chat template)
+    data = Dataset.from_dict({"prompt": [tok.decode([rng.randrange(5, len(tok)) for _ in range(P)]) for _ in range(64)]})
+
+    def reward(completions, **kw):          # varies within a group, so advantages are not zero
+        return [(len(c) % 7) / 6 for c in completions]
+
+    class StepTimer(TrainerCallback):
+        times: list = []
+
+        def on_step_begin(self, args, state, control, **kw):
+            sync(device)
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            sync(device)
+            self.times.append(time.perf_counter() - self.t0)
+
+    timer, out = StepTimer(), tempfile.mkdtemp(prefix="gpu_check_")
+    common = dict(output_dir=out, per_device_train_batch_size=groups * k, num_generations=k, max_completion_length=C,
+                  beta=0.0, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, seed=0,
+                  use_vllm=False, gradient_checkpointing=False, use_cpu=cpu, bf16=not cpu, dataloader_pin_memory=not cpu)
+    steps = 2 if tiny else 3                # per train() call; its first step (optimizer creation) is not timed
+    trainers = {"frpo": FRPOTrainer(model=model, reward_funcs=reward, train_dataset=data, processing_class=tok,
+                                    args=FRPOConfig(loss_type="frpo", frpo_lambda=lamb, learning_rate=0.0, max_steps=steps,
+                                                    **common), callbacks=[timer]),
+                "grpo": GRPOTrainer(model=model, reward_funcs=reward, train_dataset=data, processing_class=tok,
+                                    args=GRPOConfig(loss_type="grpo", scale_rewards="group", learning_rate=0.0,
+                                                    max_steps=steps, **common), callbacks=[timer])}
+
+    def run(name):
+        t = trainers[name]
+        timer.times = []
+        t.train()
+        t.optimizer = t.lr_scheduler = None                    # the next call starts from the same state
+        gc.collect()
+        return statistics.mean(timer.times[1:]), [r["loss"] for r in t.state.log_history if "loss" in r]
+
+    times, peak, finals = {n: [] for n in trainers}, {n: 0 for n in trainers}, {}
+    for rep in range(warmup + reps):
+        for name in (["frpo", "grpo"] if rep % 2 == 0 else ["grpo", "frpo"]):
+            if not cpu: torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+            dt, losses_ = run(name)
+            finals[name] = losses_
+            if rep >= warmup: times[name].append(dt)
+            if not cpu: peak[name] = max(peak[name], torch.cuda.max_memory_allocated())
+    ratio = statistics.median(a / b for a, b in zip(times["frpo"], times["grpo"]))
+    med = {n: statistics.median(v) for n, v in times.items()}
+    print(f"  trainers: FRPOTrainer {med['frpo'] * 1e3:.0f} ms/step, GRPOTrainer {med['grpo'] * 1e3:.0f} ms/step; paired "
+          f"FRPO/GRPO {ratio:.3f}; peak memory {peak['frpo'] / 2**30:.2f} / {peak['grpo'] / 2**30:.2f} GiB", flush=True)
+    del trainers
+    gc.collect()
+
+    # one LoRA SAM-GRPO step (the ascent pass and the update pass), on the same model (peft wraps it: last)
+    if not cpu: torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+    sam_args = SAMGRPOConfig(loss_type="grpo", scale_rewards="group", sam_rho=0.05, learning_rate=1e-5, max_steps=2, **common)
+    sam = SAMGRPOTrainer(model=model, reward_funcs=reward, train_dataset=data, processing_class=tok, args=sam_args,
+                         callbacks=[timer],
+                         peft_config=LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                                task_type="CAUSAL_LM"))
+    timer.times = []
+    sam.train()
+    logs = [r for r in sam.state.log_history if "sam/grad_norm" in r]
+    sam_rec = {"ms": timer.times[-1] * 1e3, "peak_gib": (torch.cuda.max_memory_allocated() / 2**30) if not cpu else 0.0,
+               "loss": [r["loss"] for r in sam.state.log_history if "loss" in r],
+               "ascent_norm": logs[-1]["sam/ascent_norm"] if logs else math.nan,
+               "trainable": sum(p.numel() for p in sam.model.parameters() if p.requires_grad)}
+    print(f"  LoRA SAM-GRPO: {sam_rec['ms']:.0f} ms/step, {sam_rec['trainable'] / 1e6:.3g} M trainable, ascent norm "
+          f"{sam_rec['ascent_norm']:.3g}, peak {sam_rec['peak_gib']:.2f} GiB", flush=True)
+    del sam, model
+    gc.collect()
+    if not cpu: torch.cuda.empty_cache()
+
+    # the tiny pipeline on the device: base warm-up -> FRPO run -> SFT fine-tune with its curve -> evaluation
+    from frpo_nb.core import read_jsonl, trainer_device_args
+    from frpo_nb.data import tiny_safety_prompts
+    from frpo_nb.evaluate import evaluate_policy
+    from frpo_nb.finetune import finetune
+    from frpo_nb.rewards import helpfulness_reward, safety_reward
+    from frpo_nb.tiny import WarmUp, load_tiny, tiny_base
+    t0 = time.time()
+    work = Path(out)
+    base = tiny_base(work / "_bases", WarmUp(preset="micro" if tiny else "tiny", steps=4 if tiny else 300))
+    dev = {"use_cpu": True, "bf16": False, "dataloader_pin_memory": False} if cpu else trainer_device_args()
+    rl = FRPOTrainer(model=str(base), reward_funcs=[safety_reward, helpfulness_reward], train_dataset=tiny_safety_prompts()["train"],
+                     args=FRPOConfig(output_dir=str(work / "rl"), loss_type="frpo", frpo_lambda=0.5, beta=0.002,
+                                     max_steps=2 if tiny else 30, learning_rate=1e-3, per_device_train_batch_size=8 if tiny else 32,
+                                     num_generations=4 if tiny else 8, max_completion_length=8 if tiny else 48,
+                                     logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+                                     gradient_checkpointing=False, **dev))
+    rl.train()
+    rl_device = str(next(rl.model.parameters()).device)
+    rl.save_model(str(work / "policy"))
+    rl.processing_class.save_pretrained(str(work / "policy"))
+    del rl
+    ev = dict(n_prompts=2 if tiny else 16, n_samples=2 if tiny else 4)
+    ft_model, ft_tok = finetune(work / "policy", "sft-alpaca", setting="safety", curve_path=work / "curve.jsonl",
+                                max_steps=2 if tiny else 20, every=1 if tiny else 10, batch_size=4 if tiny else 16,
+                                eval_kwargs=ev)
+    curve = read_jsonl(work / "curve.jsonl")
+    ft_device = str(next(ft_model.parameters()).device)
+    base_model, _ = load_tiny(base)
+    metrics = evaluate_policy(ft_model.to(device), ft_tok, "safety", ref_model=base_model.to(device), **ev, seed=0)
+    pipe = {"s": time.time() - t0, "rl_device": rl_device, "ft_device": ft_device, "curve_rows": len(curve),
+            "metrics": metrics}
+    print(f"  tiny pipeline: warm-up, FRPO on {rl_device}, SFT on {ft_device} ({len(curve)} curve rows), evaluation: "
+          f"refusal {metrics['refusal_greedy']:.2f}, KL to base {metrics['kl_to_ref']:.3g}; {pipe['s']:.0f} s", flush=True)
+    finite = all(math.isfinite(v) for v in [*finals["frpo"], *finals["grpo"], *sam_rec["loss"], metrics["kl_to_ref"]])
+    on_device = all(d.split(":")[0] == device for d in (rl_device, ft_device))
+    return {"n_params": n_params, "step_ms": {n: v * 1e3 for n, v in med.items()}, "ratio_paired": ratio,
+            "peak_gib": {n: v / 2**30 for n, v in peak.items()}, "loss": finals, "sam": sam_rec, "pipeline": pipe,
+            "ok": finite and on_device and len(curve) >= 2 and bool(sam_rec["loss"]), "wall_s": time.time() - t_stage}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu", action="store_true", help="run on CPU (float32); default: the first CUDA GPU (bf16)")
@@ -219,7 +378,15 @@ def main(argv=None) -> int:
     p.add_argument("--lamb", type=float, default=1.0, help="FRPO's λ")
     p.add_argument("--max-ratio", type=float, default=1.10, help="fail when the FRPO/GRPO step ratio exceeds this")
     p.add_argument("--out", type=Path, help="also write the numbers as JSON here")
+    p.add_argument("--stage", choices=["auto", "model", "all"], default="auto",
+                   help="model: the model and loss checks only (torch alone); all: also the real trainers (needs this "
+                        "package, TRL, datasets, peft); auto (default): all where those are importable")
     a = p.parse_args(argv)
+    if a.stage == "auto": a.stage = "all" if trainers_available() else "model"
+    if a.stage == "all" and not trainers_available():
+        print("gpu-check: --stage all needs trl, datasets and peft (a bare node: pip install --no-index --no-deps "
+              "gpu-kit/*.whl, from make gpu-kit)", file=sys.stderr)
+        return 2
     tiny = a.tiny
     d = lambda v, full, small: v if v is not None else (small if tiny else full)
     groups, P, C = d(a.groups, 4, 2), d(a.prompt_len, 128, 8), d(a.completion_len, 512, 16)
@@ -297,6 +464,16 @@ def main(argv=None) -> int:
 
     finite = all(math.isfinite(v) for v in [*step_losses.values(), *loss_values.values()])
     ok = finite and (tiny or a.cpu or step_ratio <= a.max_ratio)
+    trainers, tr_line = None, ""
+    if a.stage == "all":
+        trainers = trainers_stage(device, tiny, groups, a.k if a.k != 8 or not tiny else 4, 8 if tiny else 64,
+                                  8 if tiny else 128, 2 if tiny else 3, 1, a.lamb)
+        ok = ok and trainers["ok"]
+        tr, sam, pipe = trainers, trainers["sam"], trainers["pipeline"]
+        tr_line = (f" | trainers FRPO/GRPO {tr['ratio_paired']:.3f} ({tr['step_ms']['frpo']:.0f}/{tr['step_ms']['grpo']:.0f} "
+                   f"ms, {tr['peak_gib']['frpo']:.1f}/{tr['peak_gib']['grpo']:.1f} GiB) | LoRA SAM-GRPO {sam['ms']:.0f} ms "
+                   f"| tiny pipeline {'OK' if trainers['ok'] else 'FAILED'} on {pipe['rl_device'].split(':')[0]} "
+                   f"({pipe['s']:.0f} s)")
     wall = time.time() - t_start
     record = {"device": where, "torch": torch.__version__, "impl": impl, "n_params": n_params, "dtype": str(dtype),
               "python": platform.python_version(), "step": {"groups": groups, "k": a.k, "prompt_len": P, "completion_len": C,
@@ -305,13 +482,13 @@ def main(argv=None) -> int:
               "generation": {"batch": gen_b, "new_tokens": new // gen_b, "tokens_per_s": tok_s},
               "loss": {"G": G, "k": K, "T": T, "ms": {n: v * 1e3 for n, v in lmed.items()}, "ratio_paired": loss_ratio,
                        "peak_gib": {n: v / 2**30 for n, v in loss_peak.items()}, "value": loss_values},
-              "wall_s": wall, "ok": ok}
+              "trainers": trainers, "wall_s": wall, "ok": ok}
     if a.out: a.out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"gpu-check {'OK' if ok else 'FAILED'}: {where} | {impl} {n_params / 1e6:.3g}M {str(dtype).split('.')[-1]} | "
           f"step FRPO/GRPO {step_ratio:.3f} ({med['frpo'] * 1e3:.0f}/{med['grpo'] * 1e3:.0f} ms) | peak "
           f"{step_peak['frpo'] / 2**30:.1f}/{step_peak['grpo'] / 2**30:.1f} GiB | gen {tok_s:,.0f} tok/s | "
           f"loss G={G} k={K} T={T} FRPO/GRPO {loss_ratio:.3f} ({lmed['frpo'] * 1e3:.1f}/{lmed['grpo'] * 1e3:.1f} ms, "
-          f"{loss_peak['frpo'] / 2**30:.2f}/{loss_peak['grpo'] / 2**30:.2f} GiB) | {wall:.0f} s")
+          f"{loss_peak['frpo'] / 2**30:.2f}/{loss_peak['grpo'] / 2**30:.2f} GiB){tr_line} | {wall:.0f} s")
     return 0 if ok else 1
 
 

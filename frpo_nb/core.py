@@ -28,10 +28,11 @@ import yaml
 
 # %% auto #0
 __all__ = ['SHIPPED', 'SETTINGS', 'METHODS', 'SCALE_REWARDS', 'STAGES', 'RESERVED_PARAMS', 'EXECUTORS', 'SBATCH_SET_BY_SWEEP',
-           'VERSIONED_PACKAGES', 'shipped', 'ConfigError', 'MethodSpec', 'RegimeSpec', 'Templates', 'ExperimentConfig',
-           'SlurmSpec', 'parse_gpus', 'minutes', 'check_config', 'config_from_dict', 'find_repo_root', 'load_config',
-           'seed_everything', 'Runtime', 'runtime_for', 'choose_runtime', 'trainer_device_args', 'package_versions',
-           'git_state', 'write_json_atomic', 'jsonable', 'append_jsonl', 'read_jsonl']
+           'FLASH_ATTN_INSTALL', 'VERSIONED_PACKAGES', 'shipped', 'ConfigError', 'MethodSpec', 'RegimeSpec',
+           'Templates', 'ExperimentConfig', 'SlurmSpec', 'parse_gpus', 'minutes', 'check_config', 'config_from_dict',
+           'find_repo_root', 'load_config', 'seed_everything', 'Runtime', 'check_attention', 'runtime_for',
+           'choose_runtime', 'trainer_device_args', 'package_versions', 'git_state', 'write_json_atomic', 'jsonable',
+           'append_jsonl', 'read_jsonl']
 
 # %% ../nbs/00_core.ipynb #63777759
 SHIPPED = {"experiments": "nbs/experiments", "figures": "nbs/figures", "data": "data", "judges": "data/judges"}
@@ -407,21 +408,35 @@ class Runtime(NamedTuple):
     attn_implementation: str
 
 
-def runtime_for(device: str, flash_attn_available: bool) -> Runtime:
-    "Dtype and attention for a device type: CPU → float32 + sdpa; CUDA → bf16 + flash_attention_2 (or sdpa)."
+FLASH_ATTN_INSTALL = "pip install flash-attn --no-build-isolation"
+
+
+def check_attention(attn_implementation: str | None, flash_attn_available: bool | None = None) -> str | None:
+    "`attn_implementation` unchanged, or an error saying how to install flash-attn when it asks for FlashAttention-2 without it."
+    if attn_implementation in ("flash_attention_2", "flash_attention_3"):
+        have = find_spec("flash_attn") is not None if flash_attn_available is None else flash_attn_available
+        if not have:
+            raise ImportError(f"attn_implementation={attn_implementation!r} needs the flash-attn package, which is not "
+                              f"installed: `{FLASH_ATTN_INSTALL}` (it builds against the installed torch and CUDA), "
+                              "or use attn_implementation: sdpa (the default: PyTorch's own attention)")
+    return attn_implementation
+
+
+def runtime_for(device: str, flash_attn_available: bool, attn_implementation: str = "sdpa") -> Runtime:
+    "Dtype and attention for a device type: CPU → float32 + sdpa; CUDA → bf16 + `attn_implementation` (sdpa by default)."
     import torch
-    if device == "cuda": return Runtime("cuda", torch.bfloat16, "flash_attention_2" if flash_attn_available else "sdpa")
+    if device == "cuda": return Runtime("cuda", torch.bfloat16, check_attention(attn_implementation, flash_attn_available))
     if device == "cpu": return Runtime("cpu", torch.float32, "sdpa")
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
-def choose_runtime(device: str | None = None) -> Runtime:
-    "Pick the runtime for `device` (default: cuda when available, else cpu)."
+def choose_runtime(device: str | None = None, attn_implementation: str = "sdpa") -> Runtime:
+    "Pick the runtime for `device` (default: cuda when available, else cpu); flash_attention_2 only when asked for."
     import torch
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no CUDA device; use device='cpu' or None")
-    return runtime_for(device, find_spec("flash_attn") is not None)
+    return runtime_for(device, find_spec("flash_attn") is not None, attn_implementation)
 
 # %% ../nbs/00_core.ipynb #f77780b7
 def trainer_device_args(runtime: Runtime | None = None) -> dict:
@@ -429,7 +444,7 @@ def trainer_device_args(runtime: Runtime | None = None) -> dict:
     import torch
     rt = runtime or choose_runtime()
     if rt.device == "cpu":
-        return dict(use_cpu=True, bf16=False, dataloader_pin_memory=False, activation_checkpointing=False)
+        return dict(use_cpu=True, bf16=False, dataloader_pin_memory=False, gradient_checkpointing=False)
     return dict(use_cpu=False, bf16=rt.dtype == torch.bfloat16)
 
 # %% ../nbs/00_core.ipynb #a604dac5

@@ -18,7 +18,7 @@ import inspect
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS, benchmark, run_benchmark
-from .core import RESERVED_PARAMS, find_repo_root, jsonable, read_jsonl, seed_everything, write_json_atomic
+from .core import RESERVED_PARAMS, check_attention, find_repo_root, jsonable, read_jsonl, seed_everything, write_json_atomic
 from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load_kl_eval_prompts, load_math,
                           load_opencodeinstruct, load_safety_prompts, load_strongreject, shuffled_subset)
 from .evaluate import context_window, kl_to_reference, mean_reward, sample_completions
@@ -103,13 +103,13 @@ PRESET_KEYS = {
 def split_preset_params(params: dict, stage: str, config_cls=None) -> tuple[dict, dict]:
     "A run's free-form parameters as (arguments of the dataclass `config_cls`, other preset keys of `stage`); unknown keys raise."
     if stage not in PRESET_KEYS: raise ValueError(f"stage must be one of {sorted(PRESET_KEYS)}, got {stage!r}")
+    check_attention((params.get("model_init_kwargs") or {}).get("attn_implementation"))   # flash-attn asked for, missing: how to install it
     fields = {f.name for f in dataclasses.fields(config_cls) if f.init} if config_cls else set()
     free = {k: v for k, v in params.items() if k not in RESERVED_PARAMS}
     unknown = sorted(k for k in free if k not in fields and k not in PRESET_KEYS[stage])
-    if unknown:
-        what = f"{config_cls.__name__} fields nor preset keys" if config_cls else "preset keys"
-        raise ValueError(f"{stage} parameters {unknown} are neither {what} "
-                         f"({', '.join(sorted(PRESET_KEYS[stage]))}); check the spelling")
+    what = f"{config_cls.__name__} fields nor preset keys" if config_cls else "preset keys"
+    if unknown: raise ValueError(f"{stage} parameters {unknown} are neither {what} "
+                                 f"({', '.join(sorted(PRESET_KEYS[stage]))}); check the spelling")
     return {k: v for k, v in free.items() if k in fields}, {k: v for k, v in free.items() if k not in fields}
 
 # %% ../nbs/10_paper.ipynb #0136946b

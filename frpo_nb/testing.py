@@ -230,12 +230,12 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
 
 # %% ../nbs/11_testing.ipynb #8c8bec1a
 CPU_OVERRIDES = {
-    "train": dict(use_cpu=True, bf16=False, use_vllm=False, activation_checkpointing=False, dataloader_pin_memory=False,
-                  model_init_kwargs={"dtype": "float32"}, max_steps=2, per_device_train_batch_size=4, num_generations=4,
+    "train": dict(use_cpu=True, bf16=False, use_vllm=False, gradient_checkpointing=False, dataloader_pin_memory=False,
+                  model_init_kwargs={"dtype": "float32", "attn_implementation": "sdpa"}, max_steps=2, per_device_train_batch_size=4, num_generations=4,
                   gradient_accumulation_steps=1, steps_per_generation=1, max_completion_length=8, logging_steps=1,
                   eval_strategy="no", report_to="none", disable_tqdm=True, num_processes=1),
-    "finetune": dict(use_cpu=True, bf16=False, activation_checkpointing=False, dataloader_pin_memory=False,
-                     model_init_kwargs={"dtype": "float32"}, max_steps=2, per_device_train_batch_size=2,
+    "finetune": dict(use_cpu=True, bf16=False, gradient_checkpointing=False, dataloader_pin_memory=False,
+                     model_init_kwargs={"dtype": "float32", "attn_implementation": "sdpa"}, max_steps=2, per_device_train_batch_size=2,
                      gradient_accumulation_steps=1, max_length=96, max_samples=None, val_size=2, every=1, eval_prompts=2,
                      eval_max_new_tokens=4, kl_prompts=2, math_eval_size=2, report_to="none", disable_tqdm=True,
                      num_processes=1),

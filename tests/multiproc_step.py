@@ -68,7 +68,7 @@ def scripted_rollout(prompts, trainer, max_len: int = 8):
 def one_step_config(world: int, overrides: dict) -> FRPOConfig:
     "An SGD, no-clipping, one-step CPU config (a SAMGRPOConfig when `sam_rho` is given); `overrides['global_batch']` (default 16) counts all completions."
     ga, global_batch = overrides.get("gradient_accumulation_steps", 1), overrides.get("global_batch", 16)
-    kw = dict(output_dir=tempfile.mkdtemp(prefix="frpo_mp_"), use_cpu=True, bf16=False, activation_checkpointing=False,
+    kw = dict(output_dir=tempfile.mkdtemp(prefix="frpo_mp_"), use_cpu=True, bf16=False, gradient_checkpointing=False,
               report_to="none", dataloader_pin_memory=False, save_strategy="no", disable_tqdm=True, seed=0,
               per_device_train_batch_size=global_batch // (world * ga), num_generations=4, max_completion_length=8,
               max_steps=1, optim="sgd", learning_rate=0.5, frpo_lambda=0.2, lr_scheduler_type="constant", max_grad_norm=0.0,

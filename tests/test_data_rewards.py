@@ -65,7 +65,7 @@ def test_grpo_runs_with_each_settings_rewards(setting, tiny_model_path, tmp_path
     dataset, rewards, weights = SETTINGS[setting]
     args = GRPOConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=16, num_generations=4,
                       max_completion_length=24, learning_rate=1e-4, logging_steps=1, report_to="none", use_cpu=True,
-                      bf16=False, activation_checkpointing=False, save_strategy="no", beta=0.0, seed=0,
+                      bf16=False, gradient_checkpointing=False, save_strategy="no", beta=0.0, seed=0,
                       reward_weights=weights, dataloader_pin_memory=False)
     trainer = GRPOTrainer(model=tiny_model_path, reward_funcs=rewards, args=args, train_dataset=dataset())
     trainer.train()
@@ -78,7 +78,7 @@ def test_grpo_runs_with_each_settings_rewards(setting, tiny_model_path, tmp_path
 def test_sft_runs_on_the_warm_up_corpus(tiny_model_path, tmp_path):
     from trl import SFTConfig, SFTTrainer
     args = SFTConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=16, learning_rate=1e-3,
-                     logging_steps=1, report_to="none", use_cpu=True, bf16=False, activation_checkpointing=False,
+                     logging_steps=1, report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False,
                      save_strategy="no", seed=0, dataloader_pin_memory=False)
     trainer = SFTTrainer(model=tiny_model_path, args=args, train_dataset=base_sft_corpus())
     trainer.train()

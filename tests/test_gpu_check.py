@@ -2,6 +2,7 @@
 
 The script is meant for a machine with CUDA torch and nothing of this package installed, so it runs here
 isolated (`python -I`: no PYTHONPATH) from a folder outside the repository; it finds the loss in its checkout.
+The trainers' stage (`--stage all`) runs in tests/test_gpu_env.py, from the wheels of `make gpu-kit` in a fresh venv.
 """
 import json
 import math
@@ -31,11 +32,11 @@ def check(res, record_path: Path, impl: str):
 
 
 def test_gpu_check_runs_on_cpu_with_plain_torch(tmp_path):
-    check(run(tmp_path, "--cpu", "--tiny", "--impl", "torch", "--out", "r.json"), tmp_path / "r.json", "torch")
-    res = run(tmp_path, "--tiny")                   # no --cpu on a machine without CUDA: says so, exit 2
+    check(run(tmp_path, "--cpu", "--tiny", "--impl", "torch", "--stage", "model", "--out", "r.json"), tmp_path / "r.json", "torch")
+    res = run(tmp_path, "--tiny", "--stage", "model")                   # no --cpu on a machine without CUDA: says so, exit 2
     if res.returncode != 0: assert res.returncode == 2 and "torch sees no CUDA GPU" in res.stderr
 
 
 @pytest.mark.slow
 def test_gpu_check_runs_on_cpu_with_transformers(tmp_path):
-    check(run(tmp_path, "--cpu", "--tiny", "--out", "r.json"), tmp_path / "r.json", "transformers")
+    check(run(tmp_path, "--cpu", "--tiny", "--stage", "model", "--out", "r.json"), tmp_path / "r.json", "transformers")

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
-CPU = dict(use_cpu=True, bf16=False, activation_checkpointing=False, report_to="none", dataloader_pin_memory=False,
+CPU = dict(use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none", dataloader_pin_memory=False,
            save_strategy="no", disable_tqdm=True, seed=0, num_generations=4, max_completion_length=8)
 
 
