@@ -22,7 +22,8 @@ from .core import ConfigError, ExperimentConfig, minutes, write_json_atomic
 from .gpus import BASE_PORT, PORT_ENV, free_port, run_gpus
 from .checkpoints import RESUME_KEPT, status_note
 from .runfolder import ERROR, RESULT, SLURM, clear_run_dir
-from .sweep import (Job, SweepSummary, _error_line, _now, check_templates, execute_job, expand_grid, plan_runs, sweep_lock, sweep_status)
+from .sweep import (Job, SweepSummary, _error_line, _now, _raise_interrupt, check_templates, execute_job, expand_grid, plan_runs,
+                           sweep_lock, sweep_status)
 
 # %% auto #0
 __all__ = ['QUEUED', 'RUNNING', 'LOG_MARKS', 'BAD', 'stage_minutes', 'slurm_parameters', 'Submission', 'plan_submissions',
@@ -160,9 +161,12 @@ class SlurmRun:
             if callable(previous): previous(signum, frame)
 
         signal.signal(signal.SIGUSR2, warned)
+        # Slurm stopping the job (scontrol requeue, a preemption, scancel) sends SIGTERM to all of it, the kernel too: an
+        # interrupt, which writes no error (the run stays unfinished; a requeued job resumes it), not a dead kernel
+        terminated = signal.signal(signal.SIGTERM, _raise_interrupt)
         try: state = execute_job(self.job, **self.kwargs, env=env)
         except SlurmTimeLimit: state = "failed"
-        finally: signal.signal(signal.SIGUSR2, previous)
+        finally: signal.signal(signal.SIGUSR2, previous); signal.signal(signal.SIGTERM, terminated)
         if hit: _time_limit_record(run_dir, self.job, self.limit_min, (self.kwargs.get("config") or {}).get("file"))
         if state != "done": raise RunFailed(f"run {self.job.run_id} failed: {_error_line(run_dir)} ({run_dir / ERROR})")
         return state
