@@ -84,7 +84,6 @@ def test_killed_runs_resume_bit_for_bit(tmp_path, capsys):
     assert main(["sweep", str(killed), "--no-progress"]) == 0
     assert main(["status", str(killed)]) == 0
     status = capsys.readouterr().out
-    print(status)
     out = uninterrupted.communicate(timeout=600)[0]
     assert uninterrupted.returncode == 0, out[-3000:]
 
@@ -104,4 +103,4 @@ def test_killed_runs_resume_bit_for_bit(tmp_path, capsys):
     curve = read_jsonl(b / ft.run_id / "curve.jsonl")
     assert [r["step"] for r in curve] == [0, 3, 6, 9, 12]                                  # no point twice, none missing
     assert read_jsonl(a / ft.run_id / "curve.jsonl") == curve
-    print(f"both sweeps (one killed twice and resumed): {time.time() - t0:.1f} s")
+    with capsys.disabled(): print(f"\nboth sweeps (one killed twice and resumed): {time.time() - t0:.1f} s; status:\n{status}")

@@ -218,7 +218,6 @@ def test_slurm_requeue_resumes_from_checkpoint(slurm, tmp_path, capsys):
     got = json.loads((run_dir / RESULT).read_text())["metrics"]
     starts = [int(s) for s in (run_dir / "trainer" / "attempts.txt").read_text().split()]
     record = json.loads((run_dir / SLURM).read_text())
-    print(f"requeued run: attempts starting at steps {starts}, {record.get('requeues')} requeues, {wall:.0f} s")
     assert record["job_id"] == job_id and len(list((tmp_path / "results" / "_slurm").glob("*_submitted.pkl"))) == 1
     assert starts[0] == 0 and starts[1] >= 2 and starts == sorted(starts) and len(starts) >= 3, starts   # never from 0 again
     assert record["requeues"] == len(starts) - 1
@@ -228,3 +227,5 @@ def test_slurm_requeue_resumes_from_checkpoint(slurm, tmp_path, capsys):
     assert main(["status", str(cfg)]) == 0
     status = capsys.readouterr().out
     assert f"[resumed from step {starts[-1]}, requeued ({len(starts) - 1})]" in status, status
+    with capsys.disabled():
+        print(f"\nrequeued run: attempts starting at steps {starts}, {record['requeues']} requeues, {wall:.0f} s; status:\n{status}")
