@@ -96,7 +96,7 @@ def test_killed_runs_resume_bit_for_bit(tmp_path, capsys):
         assert not list((b / run.run_id / CHECKPOINTS).glob("checkpoint-*"))              # removed once done
         assert f"resumed from step {step}" in status
         nb = (b / run.run_id / f"{run.kind}.ipynb").read_text()
-        assert run.kind == "finetune" or f"resuming from checkpoint-{step} (step {step})" in nb
+        assert f"resuming from checkpoint-{step} (step {step})" in nb and f"'resumed_from': {step}" in nb   # the notebook says it
     logged = [[{k: v for k, v in r.items() if k != "step_time"} for r in read_jsonl(d / train.run_id / "train_log.jsonl")]
               for d in (a, b)]                                                       # step_time: a timing
     assert logged[0] == logged[1] and [r["step"] for r in logged[0]] == [10, 20]
