@@ -19,7 +19,7 @@ from .records import export_records, restore_records
 from .runfolder import ERROR, RESULT
 from .slurm import preview_slurm, run_sweep_slurm, sweep_status_slurm
 from .sweep import (SweepBusy, _raise_interrupt, check_results_dir, check_run_values, check_templates,
-                           expand_grid, format_status, plan_resources, plan_runs, run_figures, run_sweep)
+                           expand_grid, format_status, plan_resources, plan_runs, run_figures, run_sweep, template_parameters)
 
 # %% auto #0
 __all__ = ['main']
@@ -111,6 +111,17 @@ def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True,
 
 
 # %% ../nbs/12_cli.ipynb #eef0cffb
+def _checkpoint_line(jobs) -> str | None:
+    "What a dry run says about checkpoints: each training stage's `checkpoint_every` (the config's, else its template's default)."
+    defaults, seen = {}, {}
+    for j in jobs:
+        if j.template not in defaults: defaults[j.template] = template_parameters(j.template)
+        if "checkpoint_every" in defaults[j.template]:
+            seen.setdefault(j.kind, set()).add(j.params.get("checkpoint_every", defaults[j.template]["checkpoint_every"]))
+    parts = [f"{kind} " + " / ".join(f"every {e} steps" if e else "none" for e in sorted(v, key=str)) for kind, v in seen.items()]
+    return ("checkpoints: " + ", ".join(parts) + " (a rerun of an unfinished run resumes from its newest)") if parts else None
+
+
 def _cmd_sweep(a, figures: bool = False) -> int:
     cfg = load_config(a.config)
     slurm = (a.executor or cfg.executor) == "slurm"
@@ -128,6 +139,7 @@ def _cmd_sweep(a, figures: bool = False) -> int:
             plan = plan_runs(jobs, results, a.retry_failed)
             res = (preview_slurm(cfg, jobs, plan) if slurm else plan_resources(cfg, jobs, plan, a.executor, a.gpus, a.workers))
             for j in jobs: print(f"{plan[j.run_id]:8} {j.kind:9} {j.run_id}" + res.get(j.run_id, ""))
+            if line := _checkpoint_line(jobs): print(line)
             print(f"{len(jobs)} runs: " + ", ".join(f"{n} {k}" for k, n in Counter(plan.values()).items()) + f"  [{results}]")
             return 0
         if slurm and a.gpus is not None:

@@ -192,7 +192,8 @@ class SlurmSpec:
     cpus_per_gpu: int = 8            # CPUs per GPU of a run
     cpus: int = 4                    # CPUs of a run without GPUs
     mem_per_gpu: str | None = None   # e.g. "120G"; None: the partition's default
-    signal_delay_s: int = 120        # the run is warned this long before its time limit and records the timeout
+    signal_delay_s: int = 120        # the run is warned this long before its time limit and is requeued (or records the timeout)
+    max_requeues: int = 3            # requeues of a run (time limit, preemption, scontrol requeue); it resumes from its checkpoint
     setup: list[str] = field(default_factory=list)   # shell lines before each run
     sbatch: dict = field(default_factory=dict)        # other sbatch flags
     logs: str | None = None          # submitit's folder; default <results_dir>/_slurm
@@ -243,6 +244,8 @@ def _check_resources(cfg: "ExperimentConfig") -> None:
     for key in ("array_parallelism", "cpus_per_gpu", "cpus"):
         if getattr(s, key) < 1: raise ConfigError(f"slurm.{key} must be >= 1, got {getattr(s, key)}")
     if s.signal_delay_s < 0: raise ConfigError(f"slurm.signal_delay_s must be >= 0, got {s.signal_delay_s}")
+    if not isinstance(s.max_requeues, int) or isinstance(s.max_requeues, bool) or s.max_requeues < 0:
+        raise ConfigError(f"slurm.max_requeues must be a whole number >= 0 (0: never requeue), got {s.max_requeues!r}")
     if not s.poll_s > 0: raise ConfigError(f"slurm.poll_s must be > 0, got {s.poll_s}")
     if isinstance(s.time, dict):
         for k, v in s.time.items():

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 from transformers import TrainerCallback
 
+from .checkpoints import checkpoint_args, train_resuming
 from .core import append_jsonl, trainer_device_args
 from .data import tiny_code, tiny_gsm8k, tiny_instructions, tiny_word_task
 from .evaluate import EVAL_KEYS, evaluate_policy
@@ -45,7 +47,22 @@ class CurveCallback(TrainerCallback):
         append_jsonl(self.path, {"step": step, **row})
         self.last = step
 
-    def on_train_begin(self, args, state, control, model=None, **kw): self._log(model, 0)
+    def _resume(self, step: int):
+        "A run resumed from its checkpoint at `step`: keep the curve up to it (rows after it, or a cut line, were written after the checkpoint)."
+        rows = []
+        for line in (self.path.read_text().splitlines() if self.path.is_file() else []):
+            try: row = json.loads(line)
+            except ValueError: continue
+            if row["step"] <= step: rows.append(row)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(tmp, self.path)
+        self.last = rows[-1]["step"] if rows else None
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        if state.global_step: return self._resume(state.global_step)      # resumed from a checkpoint (00b_checkpoints)
+        self.path.unlink(missing_ok=True)                                  # a new curve
+        self._log(model, 0)
 
     def on_step_end(self, args, state, control, model=None, **kw):
         due = state.global_step in self.steps if self.steps is not None else state.global_step % self.every == 0
@@ -62,8 +79,8 @@ REGIMES = {"sft-alpaca": ("sft", tiny_instructions), "sft-gsm8k": ("sft", tiny_g
 def finetune(policy_dir, regime: str, *, setting: str, curve_path, max_steps: int = 100, learning_rate: float = 3e-4,
              batch_size: int = 16, every: int = 20, seed: int = 0, num_generations: int = 8,
              eval_kwargs: dict | None = None, progress: bool = False, curve_steps: Sequence[int] | None = None,
-             first_row: dict | None = None):
-    "Run the downstream `regime` on the policy in `policy_dir`, appending `evaluate_policy` rows to `curve_path` (at `curve_steps` if given, else every `every` steps; `first_row`: the known step-0 row)."
+             first_row: dict | None = None, output_dir: str | Path | None = None, checkpoint_every: int = 0):
+    "Run the downstream `regime` on the policy in `policy_dir`, appending `evaluate_policy` rows to `curve_path` (at `curve_steps` if given, else every `every` steps; `first_row`: the known step-0 row); with `output_dir`, a checkpoint there every `checkpoint_every` steps, and resume from the newest."
     from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
     if regime not in REGIMES: raise ValueError(f"regime must be one of {sorted(REGIMES)} (got {regime!r})")
     kind, data = REGIMES[regime]
@@ -73,8 +90,9 @@ def finetune(policy_dir, regime: str, *, setting: str, curve_path, max_steps: in
                                                     **(eval_kwargs or {})), curve_path, every, curve_steps, first_row)
     common = dict(max_steps=max_steps, per_device_train_batch_size=batch_size, learning_rate=learning_rate,
                   lr_scheduler_type="constant", seed=seed, logging_steps=max(max_steps // 10, 1), report_to="none",
-                  save_strategy="no", disable_tqdm=not progress, **trainer_device_args())
-    with tempfile.TemporaryDirectory() as out:
+                  disable_tqdm=not progress, **checkpoint_args(checkpoint_every if output_dir else 0), **trainer_device_args())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(output_dir or tmp)
         if kind == "sft":
             trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=out, **common), train_dataset=data(),
                                  processing_class=tokenizer, callbacks=[curve])
@@ -83,7 +101,7 @@ def finetune(policy_dir, regime: str, *, setting: str, curve_path, max_steps: in
                               loss_type="grpo", beta=0.0, **common)
             trainer = GRPOTrainer(model=model, reward_funcs=word_task_reward, args=args, train_dataset=data(),
                                   processing_class=tokenizer, callbacks=[curve])
-        trainer.train()
+        train_resuming(trainer)
     return model, tokenizer
 
 

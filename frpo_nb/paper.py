@@ -22,6 +22,7 @@ from .core import RESERVED_PARAMS, check_attention, find_repo_root, jsonable, re
 from .data import (TABLE_SUFFIXES, load_alpaca, load_gsm8k, load_harmbench, load_kl_eval_prompts, load_math,
                           load_opencodeinstruct, load_safety_prompts, load_strongreject, shuffled_subset)
 from .evaluate import context_window, kl_to_reference, mean_reward, sample_completions
+from .checkpoints import CHECKPOINT_KEYS, preset_checkpoint_args, train_resuming
 from .finetune import CurveCallback
 from .gpus import main_process_port
 from .judges import (AuthorsHarmBenchJudge, ChatHarmBenchJudge, HarmBenchClassifier, ModerationJudge, OpenAIClient, RewardModelJudge,
@@ -105,7 +106,7 @@ def split_preset_params(params: dict, stage: str, config_cls=None) -> tuple[dict
     if stage not in PRESET_KEYS: raise ValueError(f"stage must be one of {sorted(PRESET_KEYS)}, got {stage!r}")
     check_attention((params.get("model_init_kwargs") or {}).get("attn_implementation"))   # flash-attn asked for, missing: how to install it
     fields = {f.name for f in dataclasses.fields(config_cls) if f.init} if config_cls else set()
-    free = {k: v for k, v in params.items() if k not in RESERVED_PARAMS}
+    free = {k: v for k, v in params.items() if k not in RESERVED_PARAMS and k not in CHECKPOINT_KEYS}   # those: 00b_checkpoints
     unknown = sorted(k for k in free if k not in fields and k not in PRESET_KEYS[stage])
     what = f"{config_cls.__name__} fields nor preset keys" if config_cls else "preset keys"
     if unknown: raise ValueError(f"{stage} parameters {unknown} are neither {what} "
@@ -293,18 +294,18 @@ def train_run(params: dict) -> dict:
     params, run_dir = prepare_run(params)
     seed_everything(params.get("seed", 42))
     data, rewards = rl_data(params), reward_functions(params)
-    config, lora = paper_trainer_config(params, run_dir / "trainer"), paper_lora_config(params)
+    config, lora = paper_trainer_config(params, run_dir / "trainer", **preset_checkpoint_args(params)), paper_lora_config(params)
     _, trainer_cls = trainer_classes(params.get("method"))
     trainer = trainer_cls(model=require(params, "model", "train"), reward_funcs=rewards, args=config,
                         train_dataset=data["train"], eval_dataset=None if config.eval_strategy == "no" else data["validation"],
                         peft_config=lora)
-    trainer.train()
+    resumed = train_resuming(trainer)   # from the newest complete checkpoint of an earlier attempt (00b_checkpoints)
     policy = save_policy(trainer, run_dir, params, lora is not None)
     log = [r for r in trainer.state.log_history if "reward" in r]
     evals = [r for r in trainer.state.log_history if "eval_reward" in r]
     metrics = {"steps": trainer.state.global_step, "train_reward_first": log[0]["reward"] if log else None,
                "train_reward_last": log[-1]["reward"] if log else None, "eval_last": evals[-1] if evals else None,
-               "policy": str(policy), "processes": trainer.accelerator.num_processes,
+               "policy": str(policy), "processes": trainer.accelerator.num_processes, **({"resumed_from": resumed} if resumed else {}),
                "reward_funcs": [f.__name__ for f in rewards], "judges": scorer_precisions(*rewards), "params": jsonable(params),
                "lora": jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
     if trainer.accelerator.is_main_process:
@@ -436,14 +437,12 @@ def finetune_run(params: dict) -> dict:
         raise FileNotFoundError(f"parent_dir: {parent} holds no model (no config.json); run the upstream train stage first")
     seed_everything(params.get("seed", 42))
     train, validation = sft_data(params)
-    config, lora = paper_sft_config(params, run_dir / "trainer"), paper_lora_config(params)
+    config, lora = paper_sft_config(params, run_dir / "trainer", **preset_checkpoint_args(params)), paper_lora_config(params)
     main_process, curve_path, callbacks = PartialState().is_main_process, run_dir / "curve.jsonl", []
-    if main_process:
-        curve_path.unlink(missing_ok=True)  # a rerun after an interruption starts the curve again
-        callbacks.append(CurveCallback(curve_evaluator(params, parent), curve_path, params.get("every", 50)))
+    if main_process: callbacks.append(CurveCallback(curve_evaluator(params, parent), curve_path, params.get("every", 50)))  # resumes the curve too
     trainer = SFTTrainer(model=str(parent), args=config, train_dataset=train, peft_config=lora, callbacks=callbacks,
                          eval_dataset=None if config.eval_strategy == "no" else validation)
-    trainer.train()
+    resumed = train_resuming(trainer)   # from the newest complete checkpoint of an earlier attempt (00b_checkpoints)
     policy = save_policy(trainer, run_dir, params, lora is not None)
     if not main_process: return {}
     curve = read_jsonl(curve_path)
@@ -454,7 +453,7 @@ def finetune_run(params: dict) -> dict:
     eval_loss = [{"step": r["step"], "eval_loss": r["eval_loss"]} for r in trainer.state.log_history if "eval_loss" in r]
     (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
     metrics |= {"steps": trainer.state.global_step, "evaluations": len(curve), "policy": str(policy),
-                "eval_loss": eval_loss, "judges": callbacks[0].evaluate.judges,
+                "eval_loss": eval_loss, "judges": callbacks[0].evaluate.judges, **({"resumed_from": resumed} if resumed else {}),
                 "processes": trainer.accelerator.num_processes, "params": jsonable(params),
                 "lora": jsonable(lora.to_dict()) if lora else None, "effective_config": effective_config(config)}
     write_json_atomic(run_dir / "metrics.json", metrics)

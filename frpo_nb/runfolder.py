@@ -47,12 +47,12 @@ SLURM = "slurm.json"
 KEPT = (SLURM,)   # files that belong to the attempt, not to a result: a new attempt keeps them
 
 
-def clear_run_dir(run_dir: Path) -> Path:
-    "Make `run_dir` an empty folder for a new attempt of its run (created if missing), keeping only `KEPT` files."
+def clear_run_dir(run_dir: Path, keep: tuple = ()) -> Path:
+    "Make `run_dir` an empty folder for a new attempt of its run (created if missing), keeping only `KEPT` files (and `keep`)."
     run_dir = Path(run_dir)
     if run_dir.is_dir():
         for p in run_dir.iterdir():
-            if p.name in KEPT: continue
+            if p.name in KEPT or p.name in keep: continue
             if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
             else: p.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)

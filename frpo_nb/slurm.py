@@ -20,8 +20,10 @@ from tqdm import tqdm
 
 from .core import ConfigError, ExperimentConfig, minutes, write_json_atomic
 from .gpus import BASE_PORT, PORT_ENV, free_port, run_gpus
+from .checkpoints import RESUME_KEPT, status_note
 from .runfolder import ERROR, RESULT, SLURM, clear_run_dir
-from .sweep import (Job, SweepSummary, _error_line, _now, check_templates, execute_job, expand_grid, plan_runs, sweep_lock, sweep_status)
+from .sweep import (Job, SweepSummary, _error_line, _now, _raise_interrupt, check_templates, execute_job, expand_grid, plan_runs,
+                           sweep_lock, sweep_status)
 
 # %% auto #0
 __all__ = ['QUEUED', 'RUNNING', 'LOG_MARKS', 'BAD', 'stage_minutes', 'slurm_parameters', 'Submission', 'plan_submissions',
@@ -123,17 +125,35 @@ def node_port() -> int:
     return free_port(start=start, stop=start + 1000)
 
 
+def _note_requeues(run_dir: Path, n: int) -> None:
+    "Record in the run's slurm.json that its job was requeued `n` times (what `frpo-nb status` shows)."
+    try: record = json.loads((run_dir / SLURM).read_text())
+    except (OSError, ValueError): return
+    write_json_atomic(run_dir / SLURM, record | {"requeues": n})
+
+
 class SlurmRun:
-    "One run of a sweep, as a Slurm job runs it: `execute_job` with a port of the node, time-limit aware."
-    def __init__(self, job: Job, kwargs: dict, gpus: int, limit_min: int, signal_delay_s: int):
+    "One run of a sweep, as a Slurm job runs it: `execute_job` with a port of the node, time-limit aware; requeued (submitit's checkpoint) at most `max_requeues` times."
+    def __init__(self, job: Job, kwargs: dict, gpus: int, limit_min: int, signal_delay_s: int, max_requeues: int = 0):
         self.job, self.kwargs, self.gpus, self.limit_min, self.signal_delay_s = job, kwargs, gpus, limit_min, signal_delay_s
+        self.max_requeues = max_requeues
+
+    def checkpoint(self, *args, **kwargs):
+        "submitit calls this on the time-limit warning or a preemption: requeue the same call (the run resumes from its own checkpoint)."
+        from submitit.helpers import DelayedSubmission
+        return DelayedSubmission(self, *args, **kwargs)
 
     def __call__(self) -> str:
         env = {PORT_ENV: str(node_port())}
         if not self.gpus: env["CUDA_VISIBLE_DEVICES"] = ""
         start, hit, previous = time.time(), [], signal.getsignal(signal.SIGUSR2)
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)    # requeues so far, of any cause
+        run_dir = Path(self.kwargs["results_dir"]) / self.job.run_id
+        if restarts: _note_requeues(run_dir, restarts)
 
         def warned(signum, frame):
+            # requeues left: submitit's handler calls `checkpoint`, requeues the job and exits; the next attempt resumes
+            if restarts < self.max_requeues and callable(previous): return previous(signum, frame)
             # Slurm may warn up to a minute before signal_delay_s; an earlier warning is a preemption
             if time.time() - start >= self.limit_min * 60 - self.signal_delay_s - 90:
                 hit.append(time.time())
@@ -141,10 +161,12 @@ class SlurmRun:
             if callable(previous): previous(signum, frame)
 
         signal.signal(signal.SIGUSR2, warned)
-        run_dir = Path(self.kwargs["results_dir"]) / self.job.run_id
+        # Slurm stopping the job (scontrol requeue, a preemption, scancel) sends SIGTERM to all of it, the kernel too: an
+        # interrupt, which writes no error (the run stays unfinished; a requeued job resumes it), not a dead kernel
+        terminated = signal.signal(signal.SIGTERM, _raise_interrupt)
         try: state = execute_job(self.job, **self.kwargs, env=env)
         except SlurmTimeLimit: state = "failed"
-        finally: signal.signal(signal.SIGUSR2, previous)
+        finally: signal.signal(signal.SIGUSR2, previous); signal.signal(signal.SIGTERM, terminated)
         if hit: _time_limit_record(run_dir, self.job, self.limit_min, (self.kwargs.get("config") or {}).get("file"))
         if state != "done": raise RunFailed(f"run {self.job.run_id} failed: {_error_line(run_dir)} ({run_dir / ERROR})")
         return state
@@ -174,12 +196,13 @@ def submit_runs(subs: list[Submission], cfg: ExperimentConfig, results_dir: Path
         params = dict(sub.params)
         extra = dict(params.pop("additional_parameters", {}))
         if dep: extra["kill-on-invalid-dep"] = "yes"
-        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.slurm.max_requeues)
         ex.update_parameters(**params, **({"dependency": dep} if dep else {}), **({"additional_parameters": extra} if extra else {}))
         for job in sub.runs:
-            clear_run_dir(results_dir / job.run_id)
+            clear_run_dir(results_dir / job.run_id, keep=RESUME_KEPT)     # an unfinished run's checkpoints stay
             (results_dir / job.run_id / SLURM).unlink(missing_ok=True)
-        calls = [SlurmRun(job, kwargs, run_gpus(job.params), params["time"], params["signal_delay_s"]) for job in sub.runs]
+        calls = [SlurmRun(job, kwargs, run_gpus(job.params), params["time"], params["signal_delay_s"], cfg.slurm.max_requeues)
+                 for job in sub.runs]
         try:
             with ex.batch(): handles = [ex.submit(c) for c in calls]
         except Exception as e:
@@ -329,6 +352,7 @@ def sweep_status_slurm(cfg: ExperimentConfig, results_dir: str | Path | None = N
     results_dir = Path(results_dir or cfg.results_path).resolve()
     rows = sweep_status(cfg, results_dir)
     if any((results_dir / r["run_id"] / SLURM).is_file() for r in rows): slurm_status(rows, expand_grid(cfg), results_dir)
+    for r in rows: r["note"] = status_note(results_dir / r["run_id"])    # resumed from step N, checkpoint N, requeued (n)
     return rows
 
 

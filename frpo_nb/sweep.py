@@ -37,7 +37,8 @@ from tqdm import tqdm
 from .core import STAGES, ConfigError, ExperimentConfig, find_repo_root, parse_gpus, write_json_atomic
 from .provenance import run_provenance
 from .gpus import PORT_ENV, GpuPool, check_fits, environ, preview_gpus, run_gpus
-from .runfolder import ERROR, RESULT, clear_run_dir, read_metrics, run_state
+from .checkpoints import prepare_run_dir, run_key
+from .runfolder import ERROR, RESULT, read_metrics, run_state
 
 # %% auto #0
 __all__ = ['Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates', 'template_choices',
@@ -67,7 +68,7 @@ def _prefix(job: Job) -> str: return job.run_id.rsplit("-", 1)[0]
 def _make_job(kind: str, template: Path, prefix: str, params: dict, parent: Job | None = None) -> Job:
     params = {"kind": kind, **params}
     if parent is not None: params |= {"parent_kind": parent.kind, "parent_run_id": parent.run_id}
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(run_key(params), sort_keys=True).encode()).hexdigest()[:8]
     return Job(f"{prefix}-{digest}", kind, template, params, parent.run_id if parent else None)
 
 
@@ -272,8 +273,7 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
     "Execute `job` into `results_dir/<run_id>/`; write result.json (returns 'done') or error.json ('failed')."
     results_dir = Path(results_dir)
     run_dir = results_dir / job.run_id
-    if (run_dir / RESULT).exists(): raise RuntimeError(f"{run_dir} is finished; refusing to run it again")
-    clear_run_dir(run_dir)
+    prepare_run_dir(run_dir)   # refuses a finished run; keeps an unfinished one's checkpoints (00b_checkpoints)
     params = injected_parameters(job, results_dir)
     notebook = run_dir / f"{job.kind}.ipynb"
     record = {"run_id": job.run_id, "kind": job.kind, "status": None, "params": params, "defaults": {},
@@ -532,7 +532,7 @@ def format_status(rows: list[dict], metrics: list[str] | None = None, max_metric
     for r in rows:
         scalars = {k: v for k, v in r["metrics"].items() if isinstance(v, (int, float, str, bool))}
         keys = [k for k in metrics if k in scalars] if metrics else list(scalars)[:max_metrics]
-        shown = r["error"] or " ".join(f"{k}={_fmt(scalars[k])}" for k in keys)
+        shown = (f"[{r['note']}] " if r.get("note") else "") + (r["error"] or " ".join(f"{k}={_fmt(scalars[k])}" for k in keys))
         wall = "" if r["wall_s"] is None else f"{r['wall_s']:.1f}"
         lines.append(f"{r['run_id']:{w}}  {r['kind']:8}  {r['status']:10}  {wall:>7}  {shown}")
     n = Counter(r["status"] for r in rows)

@@ -76,7 +76,8 @@ def test_math_preset_train_then_code_sft_through_papermill(standins, tmp_path):
         "model": standins["model"], "train_data": standins["math_data"], "val_size": 4})
     ft = replace(ft, params=ft.params | CPU_OVERRIDES["finetune"] | {
         "model": standins["model"], "finetune_data": standins["sft-code"], "math_eval_data": standins["math_data"],
-        "learning_rate": 0.05, "warmup_steps": 0})     # two steps that move the tiny policy visibly
+        "learning_rate": 0.05, "warmup_steps": 0,      # two steps that move the tiny policy visibly
+        "checkpoint_every": 1, "keep_checkpoints": True})   # checkpoints (replacing save_strategy: epoch), kept
     results = tmp_path / "results"
     assert execute_job(train, results, root=ROOT) == "done", (results / train.run_id / "error.json").read_text()
     run = results / train.run_id
@@ -94,7 +95,7 @@ def test_math_preset_train_then_code_sft_through_papermill(standins, tmp_path):
     curve = read_jsonl(run / "curve.jsonl")
     assert [r["step"] for r in curve] == [0, 1, 2] and set(curve[0]) == {"step", "math_accuracy", "kl_math"}
     assert abs(curve[0]["kl_math"]) < 1e-5 < curve[-1]["kl_math"]              # LoRA SFT moves the policy (greedy answers)
-    assert [p.name for p in (run / "trainer").glob("checkpoint-*")] == ["checkpoint-2"]   # save_strategy: epoch (the run ends mid-epoch)
+    assert sorted(p.parent.name for p in (run / "trainer").glob("checkpoint-*/complete.json")) == ["checkpoint-1", "checkpoint-2"]
     m = json.loads((run / "metrics.json").read_text())
     used = m["effective_config"]
     assert (m["lora"]["r"], used["weight_decay"], used["completion_only_loss"], used["lr_scheduler_type"]) == (16, 0.04, True, "cosine")
@@ -165,7 +166,8 @@ def test_safety_presets_measure_as_the_authors(preset):
 
 def test_math_preset_measures_as_the_authors():
     cfg = load_config(ROOT / "configs" / "paper-math-qwen.yaml")
-    assert cfg.train["save_strategy"] == "epoch" and cfg.finetune["save_strategy"] == "epoch"   # a checkpoint per epoch
+    assert cfg.train["save_strategy"] == "epoch" and cfg.finetune["save_strategy"] == "epoch"   # the authors' per epoch,
+    assert cfg.train["checkpoint_every"] == cfg.finetune["checkpoint_every"] == 50              # replaced: every 50 steps
     assert cfg.evaluate["benchmark_metrics"] == {"math500": "minerva_math500/math_verify"}
     assert cfg.train["reward_weights"] == [0.2, 0.8] and cfg.finetune["kl_max_context"] == 512
 

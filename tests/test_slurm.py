@@ -114,7 +114,8 @@ def test_slurm_sweep_killed_driver_reattaches(slurm, tmp_path, capsys):
 def test_slurm_time_limit_is_reported_and_retried(slurm, tmp_path, capsys):
     "A 40-s run under a 1-minute limit warned 30 s ahead: recorded as SlurmTimeLimit, shown as timeout; --retry-failed with 5 minutes finishes it."
     over = dict(methods=[{"name": "grpo", "beta": 0.1}], seeds=[0], regimes=[], train={"num_processes": 1, "sleep_s": 40.0})
-    cfg = write_config(tmp_path, "tl", **over, slurm={"time": 1, "signal_delay_s": 30, "poll_s": 1, "cpus": 1, "cpus_per_gpu": 1})
+    cfg = write_config(tmp_path, "tl", **over, slurm={"time": 1, "signal_delay_s": 30, "poll_s": 1, "cpus": 1, "cpus_per_gpu": 1,
+                                                "max_requeues": 0})   # not requeued: it times out
     (rid,) = [j.run_id for j in expand_grid(load_config(cfg))]
     results = tmp_path / "results"
     assert main(["sweep", str(cfg), "--no-progress"]) == 1
@@ -128,7 +129,8 @@ def test_slurm_time_limit_is_reported_and_retried(slurm, tmp_path, capsys):
     err = json.loads((results / rid / ERROR).read_text())
     print(f"time limit recorded by {'the run (Slurm warning)' if 'cause' in err['error'] else 'the driver (job state)'}; "
           f"job {first}: {squeue([first]).get(first, 'purged')}")
-    cfg = write_config(tmp_path, "tl", **over, slurm={"time": 5, "signal_delay_s": 30, "poll_s": 1, "cpus": 1, "cpus_per_gpu": 1})
+    cfg = write_config(tmp_path, "tl", **over, slurm={"time": 5, "signal_delay_s": 30, "poll_s": 1, "cpus": 1, "cpus_per_gpu": 1,
+                                                "max_requeues": 0})
     assert main(["sweep", str(cfg), "--no-progress", "--retry-failed"]) == 0
     assert "1 runs: 1 done" in capsys.readouterr().out
     assert json.loads((results / rid / SLURM).read_text())["job_id"] != first
@@ -142,3 +144,88 @@ def test_slurm_without_submitit_or_sbatch_says_what_to_install(tmp_path, capsys,
     assert main(["sweep", str(cfg), "--no-progress"]) == 2
     assert "executor slurm needs submitit: pip install -e '.[slurm]'" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+# A train template that works in `steps` steps of `step_s` seconds, saving a checkpoint (state + RNG, marked complete the
+# way 00b_checkpoints marks the Trainer's) every `every` steps and resuming from the newest complete one: the plumbing of
+# a requeued run (its folder kept, the job requeued, the run resumed) without a model. Each attempt's first step goes to
+# trainer/attempts.txt. (That the HF Trainer's resume is exact is tests/test_checkpoints.py's job.)
+STEPS_PARAMS = 'run_dir = "."\nseed = 0\nsteps = 20\nstep_s = 5.0\nevery = 2\nnum_processes = 1'
+STEPS_BODY = '''import json, random, shutil, time
+from pathlib import Path
+from frpo_nb.checkpoints import CHECKPOINTS, MARKER, checkpoint_step, checkpoints, latest_checkpoint, remove_checkpoints
+from frpo_nb.core import write_json_atomic
+folder = Path(run_dir) / CHECKPOINTS
+last = latest_checkpoint(folder, clean=True)
+start, rng, x = checkpoint_step(last) if last else 0, random.Random(seed), seed
+if last:
+    saved = json.loads((last / "state.json").read_text())
+    x, rng_state = saved["x"], saved["rng"]
+    rng.setstate((rng_state[0], tuple(rng_state[1]), rng_state[2]))
+folder.mkdir(parents=True, exist_ok=True)
+with open(folder / "attempts.txt", "a") as f: f.write(f"{start}\\n")
+for step in range(start + 1, steps + 1):
+    time.sleep(step_s)
+    x = (x * 31 + rng.randrange(1000)) % 1000003
+    if step % every == 0:
+        p = folder / f"checkpoint-{step}"
+        p.mkdir(exist_ok=True)
+        write_json_atomic(p / "state.json", {"x": x, "rng": rng.getstate()})
+        write_json_atomic(p / "trainer_state.json", {"global_step": step})
+        write_json_atomic(p / MARKER, {"step": step})
+        for old in checkpoints(folder)[:-2]: shutil.rmtree(old)
+write_json_atomic(Path(run_dir, "metrics.json"), {"x": x, "steps": steps} | ({"resumed_from": start} if start else {}))
+remove_checkpoints(folder)'''
+
+
+def write_steps_config(tmp: Path, name: str, **over) -> Path:
+    import nbformat
+    (tmp / "tpl").mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(STEPS_PARAMS, metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell(STEPS_BODY)])
+    nbformat.write(nb, tmp / "tpl" / "steps_train.ipynb")
+    return write_smoke_config(tmp, name, **dict(methods=[{"name": "grpo", "beta": 0.1}], seeds=[0], regimes=[],
+                                                templates={"train": "tpl/steps_train.ipynb"}) | over)
+
+
+@pytest.mark.slow
+def test_slurm_requeue_resumes_from_checkpoint(slurm, tmp_path, capsys):
+    """A run that needs 100 s of work (and ≈ 12 s to start each attempt) under a 1-minute limit, warned 15 s ahead:
+    `scontrol requeue` of the running job, then the time-limit warnings, requeue it (the same job id; Slurm restarts a
+    requeued job ≈ 30 s later); each attempt resumes from the newest checkpoint, and the run ends with the metrics of
+    the same run uninterrupted (the template with no sleeping, run locally)."""
+    plain = write_steps_config(tmp_path / "plain", "plain", train={"step_s": 0.0})
+    assert main(["sweep", str(plain), "--no-progress"]) == 0
+    (want,) = [json.loads(p.read_text())["metrics"] for p in (tmp_path / "plain" / "results").glob("*/result.json")]
+    cfg = write_steps_config(tmp_path, "rq", train={"step_s": 5.0}, executor="slurm",
+                             slurm={"time": 1, "signal_delay_s": 15, "max_requeues": 8, "poll_s": 1, "cpus": 1, "cpus_per_gpu": 1})
+    (rid,) = [j.run_id for j in expand_grid(load_config(cfg))]
+    run_dir = tmp_path / "results" / rid
+    t0 = time.time()
+    driver = subprocess.Popen([PY, "-m", "frpo_nb.cli", "sweep", str(cfg), "--no-progress"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        while not (run_dir / "trainer" / "checkpoint-2" / "complete.json").is_file():
+            assert driver.poll() is None and time.time() - t0 < 180, driver.communicate()[0][-3000:]
+            time.sleep(0.2)
+        job_id = json.loads((run_dir / SLURM).read_text())["job_id"]
+        subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True, timeout=60)   # as an admin might
+        out = driver.communicate(timeout=900)[0]
+    finally:
+        if driver.poll() is None: driver.kill()
+    wall = time.time() - t0
+    assert driver.returncode == 0, out[-3000:]
+    got = json.loads((run_dir / RESULT).read_text())["metrics"]
+    starts = [int(s) for s in (run_dir / "trainer" / "attempts.txt").read_text().split()]
+    record = json.loads((run_dir / SLURM).read_text())
+    assert record["job_id"] == job_id and len(list((tmp_path / "results" / "_slurm").glob("*_submitted.pkl"))) == 1
+    assert starts[0] == 0 and starts[1] >= 2 and starts == sorted(starts) and len(starts) >= 3, starts   # never from 0 again
+    assert record["requeues"] == len(starts) - 1
+    assert got.pop("resumed_from") == starts[-1] and got == want                # the metrics of the uninterrupted run
+    assert not list((run_dir / "trainer").glob("checkpoint-*"))                 # removed once done
+    capsys.readouterr()
+    assert main(["status", str(cfg)]) == 0
+    status = capsys.readouterr().out
+    assert f"[resumed from step {starts[-1]}, requeued ({len(starts) - 1})]" in status, status
+    with capsys.disabled():
+        print(f"\nrequeued run: attempts starting at steps {starts}, {record['requeues']} requeues, {wall:.0f} s; status:\n{status}")
