@@ -60,7 +60,7 @@ class CurveCallback(TrainerCallback):
         self.last = rows[-1]["step"] if rows else None
 
     def on_train_begin(self, args, state, control, model=None, **kw):
-        if state.global_step: return self._resume(state.global_step)      # resumed from a checkpoint (00b_checkpoints)
+        if state.global_step: return self._resume(state.global_step)      # resumed from a checkpoint (00c_checkpoints)
         self.path.unlink(missing_ok=True)                                  # a new curve
         self._log(model, 0)
 

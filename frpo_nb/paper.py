@@ -106,7 +106,7 @@ def split_preset_params(params: dict, stage: str, config_cls=None) -> tuple[dict
     if stage not in PRESET_KEYS: raise ValueError(f"stage must be one of {sorted(PRESET_KEYS)}, got {stage!r}")
     check_attention((params.get("model_init_kwargs") or {}).get("attn_implementation"))   # flash-attn asked for, missing: how to install it
     fields = {f.name for f in dataclasses.fields(config_cls) if f.init} if config_cls else set()
-    free = {k: v for k, v in params.items() if k not in RESERVED_PARAMS and k not in CHECKPOINT_KEYS}   # those: 00b_checkpoints
+    free = {k: v for k, v in params.items() if k not in RESERVED_PARAMS and k not in CHECKPOINT_KEYS}   # those: 00c_checkpoints
     unknown = sorted(k for k in free if k not in fields and k not in PRESET_KEYS[stage])
     what = f"{config_cls.__name__} fields nor preset keys" if config_cls else "preset keys"
     if unknown: raise ValueError(f"{stage} parameters {unknown} are neither {what} "
@@ -299,7 +299,7 @@ def train_run(params: dict) -> dict:
     trainer = trainer_cls(model=require(params, "model", "train"), reward_funcs=rewards, args=config,
                         train_dataset=data["train"], eval_dataset=None if config.eval_strategy == "no" else data["validation"],
                         peft_config=lora)
-    resumed = train_resuming(trainer)   # from the newest complete checkpoint of an earlier attempt (00b_checkpoints)
+    resumed = train_resuming(trainer)   # from the newest complete checkpoint of an earlier attempt (00c_checkpoints)
     policy = save_policy(trainer, run_dir, params, lora is not None)
     log = [r for r in trainer.state.log_history if "reward" in r]
     evals = [r for r in trainer.state.log_history if "eval_reward" in r]
@@ -442,7 +442,7 @@ def finetune_run(params: dict) -> dict:
     if main_process: callbacks.append(CurveCallback(curve_evaluator(params, parent), curve_path, params.get("every", 50)))  # resumes the curve too
     trainer = SFTTrainer(model=str(parent), args=config, train_dataset=train, peft_config=lora, callbacks=callbacks,
                          eval_dataset=None if config.eval_strategy == "no" else validation)
-    resumed = train_resuming(trainer)   # from the newest complete checkpoint of an earlier attempt (00b_checkpoints)
+    resumed = train_resuming(trainer)   # from the newest complete checkpoint of an earlier attempt (00c_checkpoints)
     policy = save_policy(trainer, run_dir, params, lora is not None)
     if not main_process: return {}
     curve = read_jsonl(curve_path)

@@ -273,7 +273,7 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
     "Execute `job` into `results_dir/<run_id>/`; write result.json (returns 'done') or error.json ('failed')."
     results_dir = Path(results_dir)
     run_dir = results_dir / job.run_id
-    prepare_run_dir(run_dir)   # refuses a finished run; keeps an unfinished one's checkpoints (00b_checkpoints)
+    prepare_run_dir(run_dir)   # refuses a finished run; keeps an unfinished one's checkpoints (00c_checkpoints)
     params = injected_parameters(job, results_dir)
     notebook = run_dir / f"{job.kind}.ipynb"
     record = {"run_id": job.run_id, "kind": job.kind, "status": None, "params": params, "defaults": {},

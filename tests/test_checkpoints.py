@@ -2,7 +2,7 @@
 kernel, everything: as a node failure would) after a checkpoint, then resumed by rerunning the sweep, end with the
 same weights, the same logged rewards, the same curve and the same result.json metrics as the same runs never
 interrupted — bit for bit, on CPU. The checkpoint logic itself (completion marker, half-written checkpoint skipped,
-a GRPO run resumed in its second epoch) is tested in nbs/00b_checkpoints.ipynb; the Slurm requeue in test_slurm.py.
+a GRPO run resumed in its second epoch) is tested in nbs/00c_checkpoints.ipynb; the Slurm requeue in test_slurm.py.
 """
 import hashlib
 import json

@@ -147,7 +147,7 @@ def test_slurm_without_submitit_or_sbatch_says_what_to_install(tmp_path, capsys,
 
 
 # A train template that works in `steps` steps of `step_s` seconds, saving a checkpoint (state + RNG, marked complete the
-# way 00b_checkpoints marks the Trainer's) every `every` steps and resuming from the newest complete one: the plumbing of
+# way 00c_checkpoints marks the Trainer's) every `every` steps and resuming from the newest complete one: the plumbing of
 # a requeued run (its folder kept, the job requeued, the run resumed) without a model. Each attempt's first step goes to
 # trainer/attempts.txt. (That the HF Trainer's resume is exact is tests/test_checkpoints.py's job.)
 STEPS_PARAMS = 'run_dir = "."\nseed = 0\nsteps = 20\nstep_s = 5.0\nevery = 2\nnum_processes = 1'
