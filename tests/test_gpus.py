@@ -162,14 +162,14 @@ def test_dry_runs_of_the_paper_preset(capsys):
     results = ["--results", "/nonexistent/frpo-dry-run"]
     assert main(["sweep", cfg, "--gpus", "0-7", "--dry-run", *results]) == 0
     out = capsys.readouterr().out.splitlines()
-    train = [l for l in out if " train " in l]
+    train = [l for l in out if l.split()[:2] == ["run", "train"]]   # run lines, not the checkpoints line
     assert len(train) == 8 and all("gpus 0,1,2,3,4,5,6,7 port 295" in l for l in train), out[:3]
-    evals = [l for l in out if " evaluate " in l]
+    evals = [l for l in out if l.split()[:2] == ["run", "evaluate"]]
     assert len(evals) == 16 and all(len(l.split("gpus ")[1].split(" port")[0].split(",")) == 4 for l in evals)  # vLLM's 4
     assert main(["sweep", cfg, "--executor", "slurm", "--dry-run", *results]) == 0
     out = capsys.readouterr().out.splitlines()
-    train = [l for l in out if " train " in l]
+    train = [l for l in out if l.split()[:2] == ["run", "train"]]   # run lines, not the checkpoints line
     assert all("--gpus-per-node=8 --cpus-per-task=64 --time=1440" in l for l in train), train[:2]
     assert "sbatch 1, array of 8 (at most 4 at once), task 0" in train[0]
-    ft = [l for l in out if " finetune " in l]
+    ft = [l for l in out if l.split()[:2] == ["run", "finetune"]]
     assert all("after sbatch 1 task" in l for l in ft) and len(ft) == 8
