@@ -5,7 +5,7 @@
 
 Side by side: the same one-seed sweep (`bench/bench_runs.yaml`: the runs of the tiny safety study — a train run with
 the robustness profile, and its downstream SFT and RL runs, for GRPO and for FRPO) is run from a git worktree of
-REF (default: the commit before the speed-ups) and from this checkout *at the same time*, one worker and one
+REF (default: main before issue 24's decoding loop; a clone, so this repository's git state is not touched) and from this checkout *at the same time*, one worker and one
 thread each, so that both see the same load on the machine. Each repetition starts from empty results folders
 holding the same base policy (built once, and copied), and the two sweeps swap their start order every repetition.
 Per run: the `wall_s` its `result.json` records (kernel start to record). Reported: the median over repetitions per
@@ -31,7 +31,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-DEFAULT_OLD = "4e7a35b"     # main before the speed-ups of the study issue
+DEFAULT_OLD = "faa8d8c"     # main before the decoding loop of issue 24 (4e7a35b: before the study issue's speed-ups)
 
 
 def sweep_cmd(tree: Path, config: Path) -> list[str]:
@@ -86,8 +86,10 @@ def run_pair(trees: dict, config: Path, work: Path, base: Path, order: list[str]
 
 
 def side_by_side(args) -> None:
-    old_tree = Path(tempfile.mkdtemp(prefix="bench-old-"))
-    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old_tree), args.old], cwd=ROOT, check=True)
+    old_tree = Path(tempfile.mkdtemp(prefix="bench-old-")) / "tree"
+    # a clone, not a worktree: the comparison leaves this repository's git administration alone
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(old_tree)], check=True)
+    subprocess.run(["git", "checkout", "-q", args.old], cwd=old_tree, check=True)
     trees = {"old": old_tree, "new": ROOT}
     work = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     try:
@@ -98,7 +100,7 @@ def side_by_side(args) -> None:
             for k, v in run_pair(trees, Path(args.config), work, base, order).items(): walls.setdefault(k, []).append(v)
             print(f"repetition {rep + 1}/{args.reps} done", flush=True)
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT)
+        shutil.rmtree(old_tree.parent, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     runs = sorted({k for _, k in walls})
     print(f"\nmachine: {os.cpu_count()} cpus; old = {args.old}, new = this checkout; {args.reps} repetitions, medians of wall_s")
