@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from .core import STAGES, ConfigError, ExperimentConfig, find_repo_root, git_state, package_versions, parse_gpus, write_json_atomic
 from .gpus import PORT_ENV, GpuPool, check_fits, environ, preview_gpus, run_gpus
+from .kernels import kernel_options, preloaded_kernels
 from .runfolder import ERROR, RESULT, clear_run_dir, read_metrics, run_state
 
 # %% auto #0
@@ -251,7 +252,7 @@ def execute_notebook(template: Path, out: Path, params: dict, cwd: Path, kernel:
     log.setLevel(logging.ERROR)
     try:
         pm.execute_notebook(str(template), str(out), parameters=params, cwd=str(cwd), kernel_name=kernel,
-                            language="python", progress_bar=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                            language="python", progress_bar=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"], **kernel_options(kernel))
     finally: log.setLevel(level)
 
 
@@ -487,7 +488,7 @@ def run_sweep(cfg: ExperimentConfig, workers: int | None = 1, retry_failed: bool
     check_run_values(cfg, jobs)
     if gpus: check_fits(jobs, gpus, where)
     results_dir.mkdir(parents=True, exist_ok=True)
-    with sweep_lock(results_dir):
+    with sweep_lock(results_dir), preloaded_kernels(cfg.kernel, gpus):      # runs' kernels forked from preloaded imports
         plan = plan_runs(jobs, results_dir, retry_failed)
         states = {rid: {"skip": "skipped", "failed": "failed", "blocked": "blocked"}[a] for rid, a in plan.items() if a != "run"}
         kwargs = dict(results_dir=str(results_dir), kernel=cfg.kernel, root=str(cfg.root),
