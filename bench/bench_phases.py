@@ -42,7 +42,8 @@ PHASES = {
     "evaluation: sampling": ["frpo_nb.evaluate:sample_completions"],
     "evaluation: reference log-probs (KL)": ["frpo_nb.evaluate:completion_logps"],
     "evaluation: rewards, refusal, profile (rest)": ["frpo_nb.evaluate:evaluate_policy", "frpo_nb.evaluate:prompt_rewards"],
-    "RL steps: generation (model.generate in TRL)": ["transformers.generation.utils:GenerationMixin.generate"],
+    "RL steps: generation (model.generate in TRL)": ["transformers.generation.utils:GenerationMixin.generate",
+                                                     "frpo_nb.decoding:decode"],
     "RL steps: rewards, reference/old log-probs (rest of TRL's scoring)": [
         "trl.trainer.grpo_trainer:GRPOTrainer._generate_and_score_completions",
         "frpo_nb.trainer:FRPOTrainer._generate_and_score_completions"],
@@ -69,8 +70,8 @@ class Tracker:
     def wrap(self, phase: str, fn):
         @functools.wraps(fn)
         def wrapped(*a, **k):
-            if phase.startswith("RL steps: generation") and self.current != PHASES_RL_SCORING:
-                return fn(*a, **k)                                       # generate called by the evaluation: its phase
+            if phase.startswith("RL steps: generation") and self.current not in (PHASES_RL_SCORING, phase):
+                return fn(*a, **k)                                       # decoding for the evaluation: its phase
             if self.stack and self.stack[-1][0] == phase: return fn(*a, **k)  # a subclass calling its parent
             t0 = time.perf_counter()
             self.stack.append([phase, 0.0])

@@ -50,6 +50,7 @@ def _become_kernel(conn, req: dict, close: list) -> None:
     code = 1
     try:
         for f in close: f.close()
+        os.setsid()            # a session of its own, as jupyter_client starts kernels (and the scheduler groups them)
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT): signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -129,10 +130,15 @@ def launch(argv: list[str]) -> None:
         os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *argv])
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda s, f: os.kill(pid, s))
+    parent = os.getppid()
+    conn.settimeout(1.0)
     line = ""
     while True:
         try: line = _readline(conn); break
-        except InterruptedError: continue
+        except (InterruptedError, socket.timeout):      # the process that started us is gone: so is the kernel
+            if os.getppid() != parent:
+                with contextlib.suppress(OSError): os.kill(pid, signal.SIGKILL)
+                sys.exit(1)
     sys.exit(int(line.split()[1]) if line.startswith("exit ") else 0)
 
 

@@ -318,11 +318,11 @@ def test_every_tiny_config_passes_its_dry_run(tmp_path, capsys, name):
 
 
 PROBE = ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nnum_processes = 1',
-         'import os, sys\nfrom pathlib import Path\nfrom frpo_nb.core import write_json_atomic\n'
+         'import os, sys\nfrom pathlib import Path\nimport matplotlib.pyplot as plt\nfrom frpo_nb.core import write_json_atomic\n'
          'earlier = globals().get("MARK")\nMARK = run_dir\n'
          'write_json_atomic(Path(run_dir, "metrics.json"), {"value": value, "lamb": lamb, "earlier": earlier, '
          '"pid": os.getpid(), "torch_preloaded": "torch" in sys.modules, "cwd": os.getcwd() == str(Path(run_dir).resolve()), '
-         '"threads": os.environ.get("OMP_NUM_THREADS")})')
+         '"threads": os.environ.get("OMP_NUM_THREADS"), "backend": plt.get_backend(), "path0": sys.path[0]})')
 
 
 def test_preloaded_kernels_keep_runs_apart(tmp_path):
