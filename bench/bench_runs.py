@@ -81,8 +81,22 @@ def run_pair(trees: dict, config: Path, work: Path, base: Path, order: list[str]
         for rec in res.glob("*/result.json"):
             r = json.loads(rec.read_text())
             key = r["run_id"].rsplit("-", 1)[0]
-            out[(name, key)] = (r["kind"], r["timings"]["wall_s"])
+            out[(name, key)] = (r["kind"], r["timings"]["wall_s"], r.get("metrics") or {})
     return out
+
+
+VOLATILE_METRICS = ("base", "effective_config")   # a path, and the trainer's settings (checked by the trainer's tests)
+
+
+def metric_diff(old: dict, new: dict) -> str:
+    "'equal', or the largest difference between two runs' numeric metrics (and any key only one has)."
+    keys = (set(old) | set(new)) - set(VOLATILE_METRICS)
+    only = sorted(k for k in keys if (k in old) != (k in new))
+    diffs = [abs(old[k] - new[k]) for k in keys - set(only)
+             if isinstance(old[k], (int, float)) and isinstance(new[k], (int, float))]
+    other = [k for k in keys - set(only) if not isinstance(old[k], (int, float)) and old[k] != new[k]]
+    if not only and not other and not any(diffs): return "equal"
+    return f"max |diff| {max(diffs, default=0):.2e}" + (f", only in one: {only}" if only else "") + (f", differ: {other}" if other else "")
 
 
 def side_by_side(args) -> None:
@@ -98,6 +112,8 @@ def side_by_side(args) -> None:
         for rep in range(args.reps):
             order = ["old", "new"] if rep % 2 == 0 else ["new", "old"]
             for k, v in run_pair(trees, Path(args.config), work, base, order).items(): walls.setdefault(k, []).append(v)
+            for k in sorted({k for _, k in walls}):
+                print(f"  metrics of {k}, old vs new, repetition {rep + 1}: {metric_diff(walls[('old', k)][-1][2], walls[('new', k)][-1][2])}", flush=True)
             print(f"repetition {rep + 1}/{args.reps} done", flush=True)
     finally:
         shutil.rmtree(old_tree.parent, ignore_errors=True)
@@ -108,7 +124,7 @@ def side_by_side(args) -> None:
     old_all, new_all = [], []
     for k in runs:
         kind = walls[("old", k)][0][0]
-        o = statistics.median(w for _, w in walls[("old", k)]); n = statistics.median(w for _, w in walls[("new", k)])
+        o = statistics.median(w for _, w, _ in walls[("old", k)]); n = statistics.median(w for _, w, _ in walls[("new", k)])
         old_all.append(o); new_all.append(n)
         print(f"{k:58s} {kind:9s} {o:7.1f} {n:7.1f} {o / n:8.2f}x")
     mo, mn = statistics.median(old_all), statistics.median(new_all)

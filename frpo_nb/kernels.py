@@ -57,7 +57,7 @@ def _become_kernel(conn, req: dict, close: list) -> None:
         os.chdir(req["cwd"])
         req["env"].pop("_FRPO_PYTHON", None)
         os.environ.clear(); os.environ.update(req["env"])
-        sys.path[0] = req["cwd"]                        # as `python -m ipykernel_launcher` started there would have it
+        if sys.path and sys.path[0] == req["server_path0"]: del sys.path[0]   # as ipykernel_launcher drops its own
         if "torch" in sys.modules and os.environ.get("OMP_NUM_THREADS", "").isdigit():
             sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))   # read at import by the server
         sys.argv = [sys.executable, "-m", "ipykernel_launcher", *req["argv"]]
@@ -91,7 +91,7 @@ def serve(path: str, preload: list[str] = PRELOAD) -> None:
     signal.signal(signal.SIGCHLD, lambda *a: None)
     sel = selectors.DefaultSelector()
     sel.register(srv, selectors.EVENT_READ); sel.register(r, selectors.EVENT_READ)
-    parent, kernels = os.getppid(), {}
+    parent, kernels, path0 = os.getppid(), {}, sys.path[0]     # path0: `python -m` put the server's folder first
     print("ready", flush=True)
     while os.getppid() == parent:
         for key, _ in sel.select(timeout=1.0):
@@ -101,7 +101,7 @@ def serve(path: str, preload: list[str] = PRELOAD) -> None:
                 if not req or not _same_interpreter(req.get("env", {})):
                     conn.sendall(b"no\n"); conn.close(); continue
                 pid = os.fork()
-                if pid == 0: _become_kernel(conn, req, [srv, sel, *kernels.values()])
+                if pid == 0: _become_kernel(conn, req | {"server_path0": path0}, [srv, sel, *kernels.values()])
                 conn.sendall(f"{pid}\n".encode())
                 kernels[pid] = conn
             else: os.read(r, 4096)
