@@ -48,12 +48,13 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     nh, kvh = cfg.num_attention_heads, cfg.num_key_value_heads
     d = getattr(cfg, "head_dim", None) or cfg.hidden_size // nh
     rep, half, L = nh // kvh, d // 2, P + max_new_tokens
-    # prefill: the model's own forward with generate's inputs (positions from the mask; no mask without padding)
+    # prefill: the model's own forward with generate's inputs (positions from the mask; no mask without padding;
+    # the output layer on the last position only)
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     padded = not bool(attention_mask.all())
     cache = DynamicCache(config=cfg)
     out = model(input_ids=input_ids, attention_mask=attention_mask if padded else None, position_ids=positions,
-                cache=cache, use_cache=True, return_dict=True)
+                cache=cache, use_cache=True, return_dict=True, logits_to_keep=1)
     logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
     del out
     kv = torch.empty(len(core.layers), 2, B, kvh, L, d)       # the cache, allocated once
