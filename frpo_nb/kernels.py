@@ -22,7 +22,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SERVER_ENV', 'SWITCH_ENV', 'PRELOAD', 'serve', 'launch', 'kernel_manager_class', 'kernel_options',
-           'preloaded_kernels']
+           'imports_the_stack', 'preloaded_kernels']
 
 # %% ../nbs/08c_kernels.ipynb #k0000006
 SERVER_ENV = "FRPO_KERNEL_SERVER"     # the preloaded interpreter's socket, for the kernels a sweep starts
@@ -164,11 +164,24 @@ def kernel_options(kernel: str) -> dict:
     return {"kernel_manager_class": kernel_manager_class()}
 
 
+def imports_the_stack(templates) -> bool:
+    "Whether any of the notebooks `templates` imports one of the preloaded packages (else preloading costs more than it saves)."
+    roots = {m.split(".")[0] for m in PRELOAD if not m.startswith("frpo_nb")} | {m for m in PRELOAD if m.startswith("frpo_nb.")}
+    for t in templates:
+        for cell in json.loads(Path(t).read_text()).get("cells", []):
+            if cell.get("cell_type") != "code": continue
+            for line in "".join(cell.get("source", "")).splitlines():
+                words = line.split()
+                if len(words) >= 2 and words[0] in ("import", "from") and (
+                        words[1].split(".")[0] in roots or words[1].rstrip(",") in roots): return True
+    return False
+
+
 @contextlib.contextmanager
-def preloaded_kernels(kernel: str = "python3", gpus=None):
-    "While inside: a preloaded interpreter (the imports of `PRELOAD` done once) forks each run's python3 kernel. Off with FRPO_PRELOADED_KERNELS=0, for other kernels, with GPUs and without fork."
+def preloaded_kernels(kernel: str = "python3", gpus=None, templates=None):
+    "While inside: a preloaded interpreter (the imports of `PRELOAD` done once) forks each run's python3 kernel. Off with FRPO_PRELOADED_KERNELS=0, for other kernels, with GPUs, without fork, and when none of `templates` (if given) imports the stack."
     if (kernel != "python3" or gpus or os.environ.get(SWITCH_ENV, "1") == "0" or not hasattr(os, "fork")
-            or os.environ.get(SERVER_ENV)):
+            or os.environ.get(SERVER_ENV) or (templates is not None and not imports_the_stack(templates))):
         yield None; return
     folder = tempfile.mkdtemp(prefix="frpo-kernels-")
     path = os.path.join(folder, "server.sock")

@@ -488,7 +488,7 @@ def run_sweep(cfg: ExperimentConfig, workers: int | None = 1, retry_failed: bool
     check_run_values(cfg, jobs)
     if gpus: check_fits(jobs, gpus, where)
     results_dir.mkdir(parents=True, exist_ok=True)
-    with sweep_lock(results_dir), preloaded_kernels(cfg.kernel, gpus):      # runs' kernels forked from preloaded imports
+    with sweep_lock(results_dir), preloaded_kernels(cfg.kernel, gpus, {j.template for j in jobs}):   # kernels forked, imports done
         plan = plan_runs(jobs, results_dir, retry_failed)
         states = {rid: {"skip": "skipped", "failed": "failed", "blocked": "blocked"}[a] for rid, a in plan.items() if a != "run"}
         kwargs = dict(results_dir=str(results_dir), kernel=cfg.kernel, root=str(cfg.root),

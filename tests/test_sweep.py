@@ -318,10 +318,11 @@ def test_every_tiny_config_passes_its_dry_run(tmp_path, capsys, name):
 
 
 PROBE = ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nnum_processes = 1',
-         'import os, sys\nfrom pathlib import Path\nimport matplotlib.pyplot as plt\nfrom frpo_nb.core import write_json_atomic\n'
+         'import os, sys\npreloaded = "torch" in sys.modules\nfrom pathlib import Path\nimport matplotlib.pyplot as plt\nimport torch\n'
+         'from frpo_nb.core import write_json_atomic\n'
          'earlier = globals().get("MARK")\nMARK = run_dir\n'
          'write_json_atomic(Path(run_dir, "metrics.json"), {"value": value, "lamb": lamb, "earlier": earlier, '
-         '"pid": os.getpid(), "torch_preloaded": "torch" in sys.modules, "cwd": os.getcwd() == str(Path(run_dir).resolve()), '
+         '"pid": os.getpid(), "torch_preloaded": preloaded, "cwd": os.getcwd() == str(Path(run_dir).resolve()), '
          '"threads": os.environ.get("OMP_NUM_THREADS"), "backend": plt.get_backend(), "path0": sys.path[0]})')
 
 
@@ -341,6 +342,7 @@ def test_preloaded_kernels_keep_runs_apart(tmp_path):
         records[mode] = {i: read(tmp_path / mode, i)["metrics"] for i in ids}
     pre, plain = records["preloaded"], records["ordinary"]
     assert all(m["torch_preloaded"] for m in pre.values()) and not any(m["torch_preloaded"] for m in plain.values())
+    assert {m["threads"] for m in pre.values()} == {m["threads"] for m in plain.values()}
     assert len({m["pid"] for m in pre.values()}) == 2 and all(m["earlier"] is None and m["cwd"] for m in pre.values())
     for i in ids:                                          # the rest is what an ordinary kernel records
         differ = {k: (v, plain[i][k]) for k, v in pre[i].items() if k not in ("pid", "torch_preloaded") and v != plain[i][k]}
