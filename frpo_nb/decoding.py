@@ -26,6 +26,7 @@ def fast_decoding_supported(model, repetition_penalty: float = 1.0) -> bool:
     gen = getattr(model, "generation_config", None)
     return (type(model).__name__ == "Qwen2ForCausalLM" and model.device.type == "cpu" and model.dtype == torch.float32
             and getattr(cfg, "_attn_implementation", None) == "sdpa" and repetition_penalty == 1.0
+            and not (model.training and getattr(cfg, "attention_dropout", 0.0))   # generate would drop attention out
             and all(t == "full_attention" for t in getattr(cfg, "layer_types", ["full_attention"]))
             and getattr(model.model.rotary_emb, "rope_type", "default") == "default"
             and not any(getattr(gen, k, None) for k in _GENERATION_EXTRAS)
@@ -123,6 +124,7 @@ _PLAIN = dict(num_beams=1, num_return_sequences=1, top_k=0, top_p=1.0, min_p=Non
 
 def _decode_args(model, generation_config, kwargs) -> dict | None:
     "`decode`'s arguments for a `generate` call that it computes exactly, else None."
+    if not fast_decoding_supported(model): return None      # e.g. moved to a GPU since, or training with dropout
     try: gc, rest = model._prepare_generation_config(generation_config, **kwargs)
     except Exception: return None          # a transformers without this helper, or a call it rejects: generate decides
     if rest or gc.max_new_tokens is None or gc.pad_token_id is None or gc.eos_token_id is None: return None
