@@ -92,11 +92,15 @@ def metric_diff(old: dict, new: dict) -> str:
     "'equal', or the largest difference between two runs' numeric metrics (and any key only one has)."
     keys = (set(old) | set(new)) - set(VOLATILE_METRICS)
     only = sorted(k for k in keys if (k in old) != (k in new))
-    diffs = [abs(old[k] - new[k]) for k in keys - set(only)        # NaN on both sides (an undefined λ*) counts as equal
-             if isinstance(old[k], (int, float)) and isinstance(new[k], (int, float)) and not (old[k] != old[k] and new[k] != new[k])]
+    diffs = [abs(old[k] - new[k]) for k in keys - set(only)        # equal values (inf too), or NaN on both sides: equal
+             if isinstance(old[k], (int, float)) and isinstance(new[k], (int, float)) and old[k] != new[k]
+             and not (old[k] != old[k] and new[k] != new[k])]
     other = [k for k in keys - set(only) if not isinstance(old[k], (int, float)) and old[k] != new[k]]
-    if not only and not other and not any(diffs): return "equal"
-    return f"max |diff| {max(diffs, default=0):.2e}" + (f", only in one: {only}" if only else "") + (f", differ: {other}" if other else "")
+    nan = sorted(k for k in keys - set(only) if isinstance(old[k], float) and isinstance(new[k], float)
+                 and (old[k] != old[k]) != (new[k] != new[k]))                       # NaN on one side only
+    if not only and not other and not nan and not any(diffs): return "equal"
+    return (f"max |diff| {max((d for d in diffs if d == d), default=0):.2e}" + (f", NaN on one side: {nan}" if nan else "")
+            + (f", only in one: {only}" if only else "") + (f", differ: {other}" if other else ""))
 
 
 def side_by_side(args) -> None:
