@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_papermill.py [--reps 5] [--templates light,stack]
 
-For each template, four ways to execute it, interleaved (the order rotates every repetition) and
+For each template, five ways to execute it, interleaved (the order rotates every repetition) and
 reported as medians:
 
   in-process   exec of the notebook's cells (parameters → injected values → body) in this process:
@@ -13,6 +13,8 @@ reported as medians:
                result.json (what one run of `frpo-nb sweep` costs)
   worker       execute_job in a new worker process (forked from the fork server), as `--workers N > 1`
                runs each run
+  preloaded    execute_job with the run's kernel forked from a preloaded interpreter (frpo_nb.kernels), as a local
+               sweep runs each run since issue 24
 
 Templates: `light` is the smoke train template (writes metrics.json, imports only frpo_nb.core);
 `stack` also imports what a training template imports (torch, transformers, trl, frpo_nb.loss), a
@@ -20,6 +22,7 @@ cost every fresh kernel pays again and an in-process loop pays once. Overhead = 
 """
 import argparse
 import multiprocessing as mp
+import os
 import platform
 import shutil
 import statistics
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import nbformat
 
+from frpo_nb.kernels import SERVER_ENV, preloaded_kernels
 from frpo_nb.sweep import Job, execute_job, execute_notebook, worker_context
 from frpo_nb.testing import write_smoke_templates
 
@@ -58,6 +62,16 @@ def in_worker(ctx, job: Job, results: Path) -> None:
     assert proc.exitcode == 0, proc.exitcode
 
 
+def ordinary(fn):
+    "`fn` with papermill's own kernel start, even while the preloaded interpreter runs."
+    def run(t):
+        saved = os.environ.pop(SERVER_ENV, None)
+        try: fn(t)
+        finally:
+            if saved: os.environ[SERVER_ENV] = saved
+    return run
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5)
@@ -74,10 +88,13 @@ def main(argv=None):
 
     variants = {
         "in-process": lambda t: in_process(t, {"run_dir": str(work), "value": 1.0}, work),
-        "papermill": lambda t: execute_notebook(t, work / "out.ipynb", {"run_dir": str(work), "value": 1.0}, work, "python3"),
-        "run": lambda t: execute_job(job(t), work / "results", root=Path.cwd()),
-        "worker": lambda t: in_worker(ctx, job(t), work / "results"),
+        "papermill": ordinary(lambda t: execute_notebook(t, work / "out.ipynb", {"run_dir": str(work), "value": 1.0}, work, "python3")),
+        "run": ordinary(lambda t: execute_job(job(t), work / "results", root=Path.cwd())),
+        "worker": ordinary(lambda t: in_worker(ctx, job(t), work / "results")),
+        "preloaded": lambda t: execute_job(job(t), work / "results", root=Path.cwd()),   # a run's kernel forked (frpo_nb.kernels)
     }
+    server = preloaded_kernels()
+    server.__enter__()
     print(f"machine: {platform.machine()}, {mp.cpu_count()} cpus, python {platform.python_version()}; "
           f"{a.reps} interleaved reps (+1 warm-up), medians in seconds")
     for name in a.templates.split(","):
@@ -85,7 +102,7 @@ def main(argv=None):
         for fn in variants.values(): fn(t)                 # warm-up: page cache, in-process imports
         times = {v: [] for v in variants}
         for rep in range(a.reps):
-            order = list(variants)[rep % 4:] + list(variants)[:rep % 4]
+            order = list(variants)[rep % len(variants):] + list(variants)[:rep % len(variants)]
             for v in order:
                 t0 = time.perf_counter()
                 variants[v](t)
@@ -96,7 +113,9 @@ def main(argv=None):
             extra = "" if v == "in-process" else f"   overhead {m - med['in-process']:6.2f} s"
             print(f"  {v:10s} {m:7.2f} s  (min {min(times[v]):.2f}, max {max(times[v]):.2f}){extra}")
         print(f"  per-run overhead of the sweep (run - in-process): {med['run'] - med['in-process']:.2f} s (target <= 10 s); "
-              f"with --workers > 1: {med['worker'] - med['in-process']:.2f} s")
+              f"with --workers > 1: {med['worker'] - med['in-process']:.2f} s; "
+              f"with the preloaded kernels (what a local sweep does): {med['preloaded'] - med['in-process']:.2f} s")
+    server.__exit__(None, None, None)
     assert not list((work / "results").glob("*/error.json")), "a benchmarked run failed"
     shutil.rmtree(work)
 

@@ -5,7 +5,7 @@
 
 Side by side: the same one-seed sweep (`bench/bench_runs.yaml`: the runs of the tiny safety study — a train run with
 the robustness profile, and its downstream SFT and RL runs, for GRPO and for FRPO) is run from a git worktree of
-REF (default: the commit before the speed-ups) and from this checkout *at the same time*, one worker and one
+REF (default: main before issue 24's decoding loop; a clone, so this repository's git state is not touched) and from this checkout *at the same time*, one worker and one
 thread each, so that both see the same load on the machine. Each repetition starts from empty results folders
 holding the same base policy (built once, and copied), and the two sweeps swap their start order every repetition.
 Per run: the `wall_s` its `result.json` records (kernel start to record). Reported: the median over repetitions per
@@ -31,7 +31,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-DEFAULT_OLD = "4e7a35b"     # main before the speed-ups of the study issue
+DEFAULT_OLD = "faa8d8c"     # main before the decoding loop of issue 24 (4e7a35b: before the study issue's speed-ups)
 
 
 def sweep_cmd(tree: Path, config: Path) -> list[str]:
@@ -81,13 +81,33 @@ def run_pair(trees: dict, config: Path, work: Path, base: Path, order: list[str]
         for rec in res.glob("*/result.json"):
             r = json.loads(rec.read_text())
             key = r["run_id"].rsplit("-", 1)[0]
-            out[(name, key)] = (r["kind"], r["timings"]["wall_s"])
+            out[(name, key)] = (r["kind"], r["timings"]["wall_s"], r.get("metrics") or {})
     return out
 
 
+VOLATILE_METRICS = ("base", "effective_config")   # a path, and the trainer's settings (checked by the trainer's tests)
+
+
+def metric_diff(old: dict, new: dict) -> str:
+    "'equal', or the largest difference between two runs' numeric metrics (and any key only one has)."
+    keys = (set(old) | set(new)) - set(VOLATILE_METRICS)
+    only = sorted(k for k in keys if (k in old) != (k in new))
+    diffs = [abs(old[k] - new[k]) for k in keys - set(only)        # equal values (inf too), or NaN on both sides: equal
+             if isinstance(old[k], (int, float)) and isinstance(new[k], (int, float)) and old[k] != new[k]
+             and not (old[k] != old[k] and new[k] != new[k])]
+    other = [k for k in keys - set(only) if not isinstance(old[k], (int, float)) and old[k] != new[k]]
+    nan = sorted(k for k in keys - set(only) if isinstance(old[k], float) and isinstance(new[k], float)
+                 and (old[k] != old[k]) != (new[k] != new[k]))                       # NaN on one side only
+    if not only and not other and not nan and not any(diffs): return "equal"
+    return (f"max |diff| {max((d for d in diffs if d == d), default=0):.2e}" + (f", NaN on one side: {nan}" if nan else "")
+            + (f", only in one: {only}" if only else "") + (f", differ: {other}" if other else ""))
+
+
 def side_by_side(args) -> None:
-    old_tree = Path(tempfile.mkdtemp(prefix="bench-old-"))
-    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old_tree), args.old], cwd=ROOT, check=True)
+    old_tree = Path(tempfile.mkdtemp(prefix="bench-old-")) / "tree"
+    # a clone, not a worktree: the comparison leaves this repository's git administration alone
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(old_tree)], check=True)
+    subprocess.run(["git", "checkout", "-q", args.old], cwd=old_tree, check=True)
     trees = {"old": old_tree, "new": ROOT}
     work = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     try:
@@ -96,9 +116,11 @@ def side_by_side(args) -> None:
         for rep in range(args.reps):
             order = ["old", "new"] if rep % 2 == 0 else ["new", "old"]
             for k, v in run_pair(trees, Path(args.config), work, base, order).items(): walls.setdefault(k, []).append(v)
+            for k in sorted({k for _, k in walls}):
+                print(f"  metrics of {k}, old vs new, repetition {rep + 1}: {metric_diff(walls[('old', k)][-1][2], walls[('new', k)][-1][2])}", flush=True)
             print(f"repetition {rep + 1}/{args.reps} done", flush=True)
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=ROOT)
+        shutil.rmtree(old_tree.parent, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     runs = sorted({k for _, k in walls})
     print(f"\nmachine: {os.cpu_count()} cpus; old = {args.old}, new = this checkout; {args.reps} repetitions, medians of wall_s")
@@ -106,7 +128,7 @@ def side_by_side(args) -> None:
     old_all, new_all = [], []
     for k in runs:
         kind = walls[("old", k)][0][0]
-        o = statistics.median(w for _, w in walls[("old", k)]); n = statistics.median(w for _, w in walls[("new", k)])
+        o = statistics.median(w for _, w, _ in walls[("old", k)]); n = statistics.median(w for _, w, _ in walls[("new", k)])
         old_all.append(o); new_all.append(n)
         print(f"{k:58s} {kind:9s} {o:7.1f} {n:7.1f} {o / n:8.2f}x")
     mo, mn = statistics.median(old_all), statistics.median(new_all)

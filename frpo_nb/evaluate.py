@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -14,6 +15,7 @@ import torch
 from datasets import Dataset
 
 from .data import tiny_math, tiny_safety_prompts
+from .decoding import decode, fast_decoding_supported
 from .loss import robust_value_at_radius
 from .mathgrade import math_equal
 from .rewards import helpfulness_reward, is_refusal, math_correct_reward, math_reward, safety_reward
@@ -66,32 +68,39 @@ EXPLICIT_DECODING = dict(top_k=0, top_p=1.0, min_p=None, typical_p=1.0, epsilon_
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompts: list[list[dict]], *, n: int = 1, greedy: bool = False,
                        max_new_tokens: int = 32, temperature: float = 1.0, batch_size: int = 64,
-                       seed: int | None = 0, repetition_penalty: float = 1.0, with_logps: bool = False) -> Samples:
-    "Generate `n` completions per conversational prompt (greedy, or sampled at `temperature` with `seed`); no model-default decoding setting applies. `with_logps`: also keep each completion token's log-probability under the model (T = 1), read from the generation's own logits."
+                       seed: int | None = 0, repetition_penalty: float = 1.0, with_logps: bool = False,
+                       fast: bool = True) -> Samples:
+    "Generate `n` completions per conversational prompt (greedy, or sampled at `temperature` with `seed`); no model-default decoding setting applies. `with_logps`: also keep each completion token's log-probability under the model (T = 1), read from the generation's own logits. `fast`: `frpo_nb.decoding.decode` where it computes what `generate` does (the same samples), else `generate`."
     if greedy and n != 1: raise ValueError("n must be 1 with greedy=True (greedy decoding is deterministic)")
     if tokenizer.padding_side != "left":
         raise ValueError("tokenizer.padding_side must be 'left' for generation: set tokenizer.padding_side = 'left'")
     was_training, device = model.training, model.device
     model.eval()
     if seed is not None: torch.manual_seed(seed)
+    fast = fast and fast_decoding_supported(model, repetition_penalty)
     prompt_rows, completion_rows, logp_rows = [], [], []
     for start in range(0, len(prompts), batch_size):
         chunk = [p for p in prompts[start:start + batch_size] for _ in range(n)]
         enc = tokenizer.apply_chat_template(chunk, add_generation_prompt=True, padding=True, return_dict=True,
                                             return_tensors="pt").to(device)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
-                             temperature=1.0 if greedy else temperature, repetition_penalty=repetition_penalty,
-                             **EXPLICIT_DECODING, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id, output_logits=with_logps,
-                             return_dict_in_generate=True)
-        width, seqs = enc["input_ids"].shape[1], out.sequences.cpu()
-        lengths = completion_length(seqs[:, width:], tokenizer.eos_token_id)
-        if with_logps:   # one step's [B, V] at a time: never the whole [B, C, V] (a large vocabulary would not fit)
-            token_logps = torch.stack([step.float().log_softmax(-1).cpu().gather(-1, seqs[:, width + t, None])[:, 0]
-                                       for t, step in enumerate(out.logits)], 1)
-            logp_rows += [lp[:length] for lp, length in zip(token_logps, lengths)]
+        if fast:
+            completions, token_logps = decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=max_new_tokens,
+                                              greedy=greedy, temperature=temperature, pad_token_id=tokenizer.pad_token_id,
+                                              eos_token_id=tokenizer.eos_token_id, with_logps=with_logps)
+        else:
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=not greedy,
+                                 temperature=1.0 if greedy else temperature, repetition_penalty=repetition_penalty,
+                                 **EXPLICIT_DECODING, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, output_logits=with_logps,
+                                 return_dict_in_generate=True)
+            completions = out.sequences[:, enc["input_ids"].shape[1]:].cpu()
+            if with_logps:   # one step's [B, V] at a time: never the whole [B, C, V] (a large vocabulary would not fit)
+                token_logps = torch.stack([step.float().log_softmax(-1).cpu().gather(-1, completions[:, t, None])[:, 0]
+                                           for t, step in enumerate(out.logits)], 1)
+        lengths = completion_length(completions, tokenizer.eos_token_id)
+        if with_logps: logp_rows += [lp[:length] for lp, length in zip(token_logps, lengths)]
         for row, mask, comp, length in zip(enc["input_ids"].cpu(), enc["attention_mask"].cpu().bool(),
-                                           seqs[:, width:], lengths):
+                                           completions, lengths):
             prompt_rows.append(row[mask]); completion_rows.append(comp[:length])
     if was_training: model.train()
     texts = tokenizer.batch_decode(completion_rows, skip_special_tokens=True)
@@ -105,13 +114,14 @@ def sample_completions(model, tokenizer, prompts: list[list[dict]], *, n: int = 
 # %% ../nbs/07_evaluate.ipynb #fda03dd4
 @torch.no_grad()
 def completion_logps(model, samples: Samples) -> torch.Tensor:
-    "Per-token log-probabilities of the completion tokens of `samples` under `model` [N, C] (0 off the mask)."
+    "Per-token log-probabilities of the completion tokens of `samples` under `model` [N, C] (0 off the mask); the output layer runs on the completion's positions only where the model allows it."
     was_training = model.training
     model.eval()
     ids, attn = samples.input_ids.to(model.device), samples.attention_mask.to(model.device)
     C = samples.completion_mask.shape[1]
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions).logits[:, -C - 1:-1].float()
+    keep = {"logits_to_keep": C + 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, **keep).logits[:, -C - 1:-1].float()
     logps = torch.log_softmax(logits, -1).gather(-1, ids[:, -C:, None]).squeeze(-1).cpu()
     if was_training: model.train()
     return logps * samples.completion_mask

@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 from .checkpoints import checkpoint_args, train_resuming
 from .core import append_jsonl, trainer_device_args
 from .data import tiny_code, tiny_gsm8k, tiny_instructions, tiny_word_task
+from .decoding import fast_generate
 from .evaluate import EVAL_KEYS, evaluate_policy
 from .rewards import word_task_reward
 from .runfolder import METRICS, RESULT
@@ -99,6 +100,7 @@ def finetune(policy_dir, regime: str, *, setting: str, curve_path, max_steps: in
         else:
             args = GRPOConfig(output_dir=out, num_generations=num_generations, max_completion_length=48,
                               loss_type="grpo", beta=0.0, **common)
+            fast_generate(model)    # the tiny model samples through frpo_nb.decoding: generate's tokens, less overhead
             trainer = GRPOTrainer(model=model, reward_funcs=word_task_reward, args=args, train_dataset=data(),
                                   processing_class=tokenizer, callbacks=[curve])
         train_resuming(trainer)

@@ -38,6 +38,7 @@ from .core import STAGES, ConfigError, ExperimentConfig, find_repo_root, parse_g
 from .provenance import run_provenance
 from .gpus import PORT_ENV, GpuPool, check_fits, environ, preview_gpus, run_gpus
 from .checkpoints import prepare_run_dir, run_key
+from .kernels import kernel_options, preloaded_kernels
 from .runfolder import ERROR, RESULT, read_metrics, run_state
 
 # %% auto #0
@@ -253,7 +254,7 @@ def execute_notebook(template: Path, out: Path, params: dict, cwd: Path, kernel:
     log.setLevel(logging.ERROR)
     try:
         pm.execute_notebook(str(template), str(out), parameters=params, cwd=str(cwd), kernel_name=kernel,
-                            language="python", progress_bar=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                            language="python", progress_bar=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"], **kernel_options(kernel))
     finally: log.setLevel(level)
 
 
@@ -487,7 +488,7 @@ def run_sweep(cfg: ExperimentConfig, workers: int | None = 1, retry_failed: bool
     check_run_values(cfg, jobs)
     if gpus: check_fits(jobs, gpus, where)
     results_dir.mkdir(parents=True, exist_ok=True)
-    with sweep_lock(results_dir):
+    with sweep_lock(results_dir), preloaded_kernels(cfg.kernel, gpus, {j.template for j in jobs}):   # kernels forked, imports done
         plan = plan_runs(jobs, results_dir, retry_failed)
         states = {rid: {"skip": "skipped", "failed": "failed", "blocked": "blocked"}[a] for rid, a in plan.items() if a != "run"}
         kwargs = dict(results_dir=str(results_dir), kernel=cfg.kernel, root=str(cfg.root),

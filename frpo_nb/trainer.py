@@ -20,6 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import split_tensor_dict
 
 from .core import jsonable
+from .decoding import fast_generate
 from .loss import check_lambda, frpo_loss, group_layout, group_step_metrics, robust_value, step_factors
 
 # %% auto #0
@@ -244,6 +245,7 @@ class FRPOTrainer(GRPOTrainer):
                              "router_aux_loss_coef=0.0 or use a dense model")
         params = inspect.signature(self._get_per_token_logps_and_entropies).parameters
         self._logp_batch_keys = [k for k in params if k not in LOGP_BATCH_ARGS]
+        fast_generate(self.model)   # a tiny CPU model samples through frpo_nb.decoding: the same tokens, less overhead
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)

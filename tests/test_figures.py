@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from frpo_nb.kernels import preloaded_kernels
 from frpo_nb.results import write_base_eval
 from frpo_nb.testing import write_synthetic_results
 from frpo_nb.sweep import execute_notebook
@@ -31,6 +32,13 @@ OUTPUTS = {"fig1_refusal_vs_sft": ["png", "pdf", "csv", "md"], "fig2_reward_vs_k
 FILES = {**{k: k for k in OUTPUTS}, "fig6_theory": "theory_sharp_vs_flat", "table_diagnostics": "table_train_diagnostics"}
 BASE = {0: {"helpfulness_reward": 0.9, "over_refusal_prob": 0.01, "refusal_greedy": 0.0, "refusal_prob": 0.45},
         1: {"helpfulness_reward": 0.8, "over_refusal_prob": 0.03, "refusal_greedy": 0.0, "refusal_prob": 0.50}}   # made up
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernels_from_one_interpreter():
+    "The figure notebooks' kernels forked from one preloaded interpreter (frpo_nb.kernels): no kernel start-up and imports per notebook."
+    with preloaded_kernels():
+        yield
 
 
 def run_all(results: Path, figures: Path, names=None, **extra) -> None:

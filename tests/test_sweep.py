@@ -315,3 +315,35 @@ def test_every_tiny_config_passes_its_dry_run(tmp_path, capsys, name):
         spec = analysis_spec(None, path)
         assert spec["primary"]["method"] in {m.get("label") for m in cfg["methods"]}
         assert all(c["method"] in {m.get("label") for m in cfg["methods"]} for c in spec["secondary"])
+
+
+PROBE = ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nnum_processes = 1',
+         'import os, sys\npreloaded = "torch" in sys.modules\nfrom pathlib import Path\nimport matplotlib.pyplot as plt\nimport torch\n'
+         'from frpo_nb.core import write_json_atomic\n'
+         'earlier = globals().get("MARK")\nMARK = run_dir\n'
+         'write_json_atomic(Path(run_dir, "metrics.json"), {"value": value, "lamb": lamb, "earlier": earlier, '
+         '"pid": os.getpid(), "torch_preloaded": preloaded, "cwd": os.getcwd() == str(Path(run_dir).resolve()), '
+         '"threads": os.environ.get("OMP_NUM_THREADS"), "backend": plt.get_backend(), "path0": sys.path[0]})')
+
+
+def test_preloaded_kernels_keep_runs_apart(tmp_path):
+    "A sweep's runs in kernels forked from the preloaded interpreter: own processes, no shared state, the same records as ordinary kernels."
+    import nbformat
+    cfg = write_config(tmp_path, regimes=[], templates={"train": "tpl/probe.ipynb"})
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PROBE[0], metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell(PROBE[1])])
+    nbformat.write(nb, tmp_path / "tpl" / "probe.ipynb")
+    ids = run_ids(cfg)
+    records = {}
+    for mode, env in (("preloaded", {}), ("ordinary", {"FRPO_PRELOADED_KERNELS": "0"})):
+        res = subprocess.run([PY, "-m", "frpo_nb.cli", "sweep", str(cfg), "--no-progress", "--results", str(tmp_path / mode)],
+                             capture_output=True, text=True, timeout=600, env=os.environ | env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        records[mode] = {i: read(tmp_path / mode, i)["metrics"] for i in ids}
+    pre, plain = records["preloaded"], records["ordinary"]
+    assert all(m["torch_preloaded"] for m in pre.values()) and not any(m["torch_preloaded"] for m in plain.values())
+    assert {m["threads"] for m in pre.values()} == {m["threads"] for m in plain.values()}
+    assert len({m["pid"] for m in pre.values()}) == 2 and all(m["earlier"] is None and m["cwd"] for m in pre.values())
+    for i in ids:                                          # the rest is what an ordinary kernel records
+        differ = {k: (v, plain[i][k]) for k, v in pre[i].items() if k not in ("pid", "torch_preloaded") and v != plain[i][k]}
+        assert not differ, differ

@@ -213,3 +213,16 @@ def test_accelerate_configs_load(name, kind, stage):
     cfg = load_config_from_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
     assert cfg.distributed_type.name == kind and cfg.mixed_precision == "bf16"
     assert cfg.deepspeed_config.get("zero_stage") == stage
+
+
+def test_trainer_samples_through_decode(tiny_model, monkeypatch):
+    "FRPOTrainer's rollouts go through frpo_nb.decoding.decode, and the step is the one generate's samples give."
+    import frpo_nb.decoding as dec
+    calls, real = [], dec.decode
+    monkeypatch.setattr(dec, "decode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast, seen_fast = sgd_update(tiny_model, per_device_train_batch_size=8)
+    assert len(calls) >= 1
+    monkeypatch.setattr("frpo_nb.trainer.fast_generate", lambda model: False)     # plain model.generate
+    plain, seen_plain = sgd_update(tiny_model, per_device_train_batch_size=8)
+    assert len(calls) == 1 and seen_fast == seen_plain
+    assert all(torch.equal(fast[k], plain[k]) for k in fast) and norm(fast) > 0
