@@ -46,7 +46,7 @@ $(GPU_STACK)/.installed: settings.ini setup.py requirements/gpu-stack-cpu.txt
 
 GPU_STACK_TESTS ?= tests
 test-gpu-stack: $(GPU_STACK)/.installed
-	PATH="$(CURDIR)/$(GPU_STACK)/bin:$$PATH" $(GPU_STACK)/bin/python -m pytest $(GPU_STACK_TESTS) -m "not slow" -p no:cacheprovider \
+	PATH="$(CURDIR)/$(GPU_STACK)/bin:$$PATH" $(GPU_STACK)/bin/python -m pytest $(GPU_STACK_TESTS) -m "not slow" $(XDIST) -p no:cacheprovider \
 	  --junitxml=.pytest-junit-gpu-stack.xml -q; rc=$$?; $(GPU_STACK)/bin/python tests/summary.py .pytest-junit-gpu-stack.xml; exit $$rc
 
 # the docs extra (settings.ini docs_requirements: mkdocs, mkdocs-material, mkdocs-jupyter, mkdocstrings, playwright)
@@ -101,9 +101,13 @@ sync-check: install
 readme: install
 	$(BIN)/jupyter nbconvert --log-level=ERROR --to markdown --stdout nbs/index.ipynb > README.md
 
+## the fast suites run their test files on TEST_WORKERS processes (pytest-xdist; a file stays on one worker, so its
+## module fixtures are built once); TEST_WORKERS=0: one process
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 ## make test: sync check, every notebook (except #| slow / #| gpu cells) and pytest; ends with 'N passed, N failed'
 test: sync-check
-	$(PY) -m pytest tests -m "not slow" -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
+	$(PY) -m pytest tests -m "not slow" $(XDIST) -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); exit $$rc
 
 ## slow notebook cells and slow pytest tests, and the site in Chromium (tests/test_docs.py: builds _docs/ if missing)
