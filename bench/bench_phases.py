@@ -34,6 +34,9 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_runs import run_template   # noqa: E402  (exec of a template's cells in this process, the same in both benches)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # phase -> functions ("module:Qualname.attr"); a nested phase's time goes to it, not to its parent
@@ -175,22 +178,6 @@ def kernel_seconds(func, args_spec, kwargs_spec, reps: int = 20) -> float:
     while n < reps and (n < 3 or time.perf_counter() - t0 < 0.02):
         func(*args, **kwargs); n += 1
     return (time.perf_counter() - t0) / n
-
-
-def run_template(template: Path, params: dict) -> float:
-    "Exec `template`'s cells with `params` injected after its parameters cell, in this process; seconds."
-    import matplotlib
-    import nbformat
-    matplotlib.use("Agg")
-    nb = nbformat.read(template, as_version=4)
-    ns, t = {}, time.perf_counter()
-    for cell in nb.cells:
-        if cell.cell_type != "code": continue
-        exec(compile(cell.source, str(template), "exec"), ns)
-        if "parameters" in cell.metadata.get("tags", []): ns.update(params)
-    import matplotlib.pyplot as plt
-    plt.close("all")
-    return time.perf_counter() - t
 
 
 def import_seconds(tree: Path, template: Path) -> float:

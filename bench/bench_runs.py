@@ -163,7 +163,10 @@ def run_template(template: Path, params: dict) -> float:
         if cell.cell_type != "code": continue
         exec(compile(cell.source, str(template), "exec"), ns)
         if "parameters" in cell.metadata.get("tags", []): ns.update(params)
-    return time.perf_counter() - t
+    elapsed = time.perf_counter() - t
+    import matplotlib.pyplot as plt
+    plt.close("all")                          # the template's figures, not kept across runs of one process
+    return elapsed
 
 
 def import_seconds(template: Path) -> float:
