@@ -25,7 +25,7 @@ from .runfolder import RESULT
 
 # %% auto #0
 __all__ = ['FAILING_METHODS', 'SYNTHETIC_COMMITS', 'EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates',
-           'smoke_config', 'write_smoke_config', 'kill_cli_when', 'run_cli', 'random_frpo_batch',
+           'smoke_config', 'write_smoke_config', 'kill_cli_when', 'run_cli', 'wheel_venv', 'random_frpo_batch',
            'write_synthetic_results', 'write_standins', 'constant_model']
 
 # %% ../nbs/11_testing.ipynb #86ba7e37
@@ -110,6 +110,25 @@ def run_cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "frpo_nb.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout)
 
+
+# %% ../nbs/11_testing.ipynb #a7e11c02
+def wheel_venv(root, folder) -> tuple[Path, Path]:
+    "Build the wheel of the checkout `root` into `folder/dist`, install it into a new venv `folder/venv` whose dependencies come from this environment; (its python, its site-packages)."
+    import sysconfig, venv
+    folder = Path(folder)
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                          str(folder / "dist"), str(root)], capture_output=True, text=True, timeout=600)
+    if res.returncode: raise RuntimeError(f"pip wheel failed: {res.stderr[-3000:]}")
+    wheel = next((folder / "dist").glob("frpo_nb-*.whl"))
+    venv.EnvBuilder(with_pip=False).create(folder / "venv")
+    py = folder / "venv" / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")     # this environment's packages, after the venv's
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
+                          str(wheel)], capture_output=True, text=True, timeout=600)
+    if res.returncode: raise RuntimeError(f"pip install of {wheel.name} failed: {res.stderr[-3000:]}")
+    return py, site
 
 # %% ../nbs/11_testing.ipynb #95e64967
 def random_frpo_batch(group_sizes, T: int = 12, *, seed: int = 0, dtype=torch.float64, off_policy: float = 0.3,

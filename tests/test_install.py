@@ -2,12 +2,11 @@
 templates and figure notebooks (slow: builds the wheel and runs a micro sweep)."""
 import json
 import subprocess
-import sys
-import sysconfig
-import venv
 from pathlib import Path
 
 import pytest
+
+from frpo_nb.testing import wheel_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,22 +30,7 @@ results_dir: results
 
 @pytest.mark.slow
 def test_wheel_runs_a_copied_config_outside_the_checkout(tmp_path):
-    dist = tmp_path / "dist"
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                          str(dist), str(ROOT)], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    wheel = next(dist.glob("frpo_nb-*.whl"))
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
-    py = env_dir / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    # the dependencies come from the test's own environment (appended to sys.path after the new site-packages,
-    # without its .pth files, so the checkout's editable install is not seen); frpo_nb comes from the wheel
-    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
-                          str(wheel)], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    py, site = wheel_venv(ROOT, tmp_path)   # the wheel in a venv whose dependencies are this environment's
     work = tmp_path / "elsewhere"
     work.mkdir()
     (work / "micro.yaml").write_text(CONFIG)

@@ -11,8 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
-import venv
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from papermill.exceptions import PapermillExecutionError
 import frpo_nb
 from frpo_nb.provenance import FREEZE, checkout_state
 from frpo_nb.sweep import execute_notebook
-from frpo_nb.testing import SYNTHETIC_COMMITS, write_smoke_config, write_synthetic_results
+from frpo_nb.testing import SYNTHETIC_COMMITS, wheel_venv, write_smoke_config, write_synthetic_results
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = Path(frpo_nb.__file__).resolve().parent          # the package these tests import (and the sweeps run)
@@ -116,20 +114,7 @@ def test_dirty_tree_and_two_commits(tmp_path, code_repo):
 
 def test_installed_wheel_records_its_build_stamp(tmp_path):
     at_build = checkout_state(ROOT)                      # the tree the wheel is built from, as the stamp must say
-    dist = tmp_path / "dist"
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                          str(ROOT)], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    wheel = next(dist.glob("frpo_nb-*.whl"))
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
-    py = env_dir / "bin" / "python"
-    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")      # dependencies from this environment
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
-                          str(wheel)], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    py, site = wheel_venv(ROOT, tmp_path)
     stamp = json.loads((site / "frpo_nb" / "_build.json").read_text())
     assert {k: stamp[k] for k in ("commit", "dirty", "diff_sha256")} == {k: at_build[k] for k in ("commit", "dirty", "diff_sha256")}
     cfg = small_config(tmp_path / "work")
@@ -168,7 +153,7 @@ def test_paired_analysis_refuses_mixed_code_unless_allowed(tmp_path):
     reason = "the second commit changed only the plots"
     figures = run_fig7(tmp_path / "allowed", ANALYSIS | {"allow_mixed_code": True, "reason": reason})
     caption = (figures / "fig7_paired_differences.md").read_text()
-    assert f"Mixed code (allowed by " in caption and reason in caption, caption
+    assert "Mixed code (allowed by " in caption and reason in caption, caption
     assert all(c[:12] in caption for c in SYNTHETIC_COMMITS), caption
     per_run = (figures / "fig7_paired_differences.provenance.csv").read_text()
     assert all(c[:12] in per_run for c in SYNTHETIC_COMMITS) and per_run.count("\n") == 1 + 6
