@@ -60,10 +60,15 @@ class FakeOpenAIServer:
                     server.requests.append(req)
                     server._in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server._in_flight)
+                counted = True
                 try:
                     reply = server.script(req)
                     time.sleep(reply.delay)
                     data = (reply.body if isinstance(reply.body, str) else json.dumps(reply.body)).encode()
+                    # in flight until its reply is ready: once the client has it, it may send its next request before this
+                    # thread would otherwise get to count it done (max_in_flight then over-counted under load)
+                    with server._lock: server._in_flight -= 1
+                    counted = False
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
@@ -72,7 +77,8 @@ class FakeOpenAIServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError): pass   # the client gave up (a timeout test)
                 finally:
-                    with server._lock: server._in_flight -= 1
+                    if counted:
+                        with server._lock: server._in_flight -= 1
 
             def log_message(self, *args): pass
 
