@@ -5,6 +5,7 @@
 # %% ../nbs/02a_decoding.ipynb #d0c0a002
 from __future__ import annotations
 
+import inspect
 import types
 
 import torch
@@ -33,6 +34,11 @@ def fast_decoding_supported(model, repetition_penalty: float = 1.0) -> bool:
             and getattr(gen, "num_beams", 1) in (None, 1) and getattr(gen, "num_return_sequences", 1) in (None, 1))
 
 
+def _cache_arg(model) -> str:
+    "The forward's name for the key/value cache: `cache` in newer transformers (5.24; `past_key_values` there is deprecated), `past_key_values` in older ones (5.17, the GPU lock's)."
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _rms(h, weight, eps):
     "Qwen2RMSNorm in float32."
     return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps))
@@ -55,7 +61,7 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     padded = not bool(attention_mask.all())
     cache = DynamicCache(config=cfg)
     out = model(input_ids=input_ids, attention_mask=attention_mask if padded else None, position_ids=positions,
-                cache=cache, use_cache=True, return_dict=True, logits_to_keep=1)
+                use_cache=True, return_dict=True, logits_to_keep=1, **{_cache_arg(model): cache})
     logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
     del out
     kv = torch.empty(len(core.layers), 2, B, kvh, L, d)       # the cache, allocated once

@@ -87,7 +87,9 @@ def test_slurm_sweep_killed_driver_reattaches(slurm, tmp_path, capsys):
     assert main(["sweep", str(cfg), "--no-progress"]) == 1                   # reattach; 2 runs fail, 2 are blocked
     out = capsys.readouterr().out
     wall = time.time() - t0
-    done, skipped = map(int, re.search(r"runs: (\d+) done, (\d+) skipped \(finished earlier\), 2 failed, 2 blocked", out).groups())
+    m = re.search(r"runs: (\d+) done, (\d+) skipped \(finished earlier\), 2 failed, 2 blocked", out)
+    assert m, out                                                            # the reattached sweep's summary, as printed
+    done, skipped = map(int, m.groups())
     assert done + skipped == len(ids) - 4 and skipped >= len(finished) and done >= 1, out   # some ended before the rerun
     assert {i: json.loads((results / i / SLURM).read_text())["job_id"] for i in ids} == job_ids    # nothing resubmitted
     assert len(list((results / "_slurm").glob("*_submitted.pkl"))) == len(ids)                 # one submission per run
