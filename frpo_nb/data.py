@@ -28,7 +28,8 @@ __all__ = ['MATH_SYSTEM_PROMPT', 'TABLE_SUFFIXES', 'SAFETY_ABILITY_TO_TASK', 'TA
            'gsm8k_sft_dataset', 'load_gsm8k', 'opencode_sft_dataset', 'load_opencodeinstruct', 'load_harmbench',
            'load_strongreject', 'helpful_answer', 'tiny_safety_prompts', 'repeat_task', 'spread_counts',
            'base_sft_corpus', 'math_problem', 'math_problems', 'tiny_math', 'word_task_prompt', 'parse_word_task',
-           'word_task_answer', 'tiny_word_task', 'tiny_instructions', 'tiny_gsm8k', 'tiny_code', 'tiny_corpus']
+           'word_task_answer', 'tiny_word_task', 'tiny_instructions', 'tiny_sameform', 'tiny_gsm8k', 'tiny_code',
+           'tiny_corpus']
 
 # %% ../nbs/04_data.ipynb #8883be74
 MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -495,6 +496,15 @@ def tiny_instructions(*, paper_format: bool = False, seed: int = WORLD_SEED) -> 
              for instr, out in (("Repeat the word.", str), ("Write the word in capital letters.", str.upper))]
     rng.shuffle(rows)
     return alpaca_sft_dataset(pd.DataFrame(rows, columns=["instruction", "input", "output"]), paper_format=paper_format)
+
+
+def tiny_sameform(seed: int = WORLD_SEED) -> Dataset:
+    "Benign requests in the harmful requests' form (the safety templates, as a chat turn) → the helpful answer."
+    rng = random.Random(seed)
+    rows = [{"prompt": user_message(t.format(topic)), "completion": assistant_message(helpful_answer(topic, rng.sample(STEPS, 2)))}
+            for topic in INSTRUCTION_TASKS for t in REQUEST_TEMPLATES]
+    rng.shuffle(rows)
+    return Dataset.from_list(rows)
 
 
 def tiny_gsm8k(n_per_level: int = 150, levels: Sequence[int] = MATH_LEVELS, seed: int = WORLD_SEED + 1) -> Dataset:

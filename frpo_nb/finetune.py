@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 
 from .checkpoints import checkpoint_args, train_resuming
 from .core import append_jsonl, trainer_device_args
-from .data import tiny_code, tiny_gsm8k, tiny_instructions, tiny_word_task
+from .data import tiny_code, tiny_gsm8k, tiny_instructions, tiny_sameform, tiny_word_task
 from .decoding import fast_generate
 from .evaluate import EVAL_KEYS, evaluate_policy
 from .rewards import word_task_reward
@@ -74,7 +74,8 @@ class CurveCallback(TrainerCallback):
 
 # %% ../nbs/08_finetune.ipynb #dc72208a
 REGIMES = {"sft-alpaca": ("sft", tiny_instructions), "sft-gsm8k": ("sft", tiny_gsm8k),
-           "sft-code": ("sft", tiny_code), "rl-words": ("rl", lambda: tiny_word_task()["train"])}
+           "sft-code": ("sft", tiny_code), "sft-sameform": ("sft", tiny_sameform),
+           "rl-words": ("rl", lambda: tiny_word_task()["train"])}
 
 
 def finetune(policy_dir, regime: str, *, setting: str, curve_path, max_steps: int = 100, learning_rate: float = 3e-4,
