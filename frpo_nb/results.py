@@ -26,8 +26,8 @@ __all__ = ['KINDS', 'SETTING_METRICS', 'IDENTITY', 'CSV_FLOAT_FORMAT', 'PAPER_FI
            'MECHANISM', 'BASE_EVAL', 'BASE_METRICS', 'find_run_dirs', 'run_inventory', 'format_inventory', 'load_runs',
            'load_curves', 'CI', 'mean_ci', 'ci_table', 'add_series', 'series_colors', 'fmt_ci', 'plot_band',
            'note_axes', 'provenance_note', 'save_figure', 'markdown_table', 'save_table', 'figure_dirs',
-           'load_paper_figure1', 'load_train_logs', 'run_diagnostics', 'train_diagnostics', 'run_mechanism',
-           'mechanism_table', 'base_eval_path', 'write_base_eval', 'load_base_evals', 'base_vs_rl']
+           'load_paper_figure1', 'load_train_logs', 'run_diagnostics', 'train_diagnostics', 'log_mechanism',
+           'run_mechanism', 'mechanism_table', 'base_eval_path', 'write_base_eval', 'load_base_evals', 'base_vs_rl']
 
 # %% ../nbs/09a_results.ipynb #18f97d70
 KINDS = ("train", "finetune", "evaluate")
@@ -420,18 +420,26 @@ MECHANISM = {  # per-run summary of a train log: column -> (logged key, how its 
 }
 
 
+def log_mechanism(log) -> dict:
+    "Each `MECHANISM` column over all logged rows of one train log (`log`: its rows as dicts or a DataFrame, in any order; NaN where never logged), and robust_value_gain = last − first."
+    g = pd.DataFrame(list(log) if not isinstance(log, pd.DataFrame) else log)
+    if "step" in g.columns: g = g.sort_values("step", kind="stable")
+    row = {}
+    for name, (key, how) in MECHANISM.items():
+        v = pd.to_numeric(g[key], errors="coerce").dropna() if key in g.columns else pd.Series(dtype=float)
+        row[name] = math.nan if v.empty else float(v.iloc[0] if how == "first" else v.iloc[-1] if how == "last"
+                                                   else getattr(v, how)())
+    return row | {"robust_value_gain": row["robust_value_last"] - row["robust_value_first"]}
+
+
 def run_mechanism(logs: pd.DataFrame) -> pd.DataFrame:
-    "One row per run of `logs` (`load_train_logs`): its identity, the steps it logged, each `MECHANISM` column over all its logged rows (NaN where never logged), and robust_value_gain = last − first."
+    "One row per run of `logs` (`load_train_logs`): its identity, the steps it logged, and its `log_mechanism` summary."
     head, rows = ["run_id", "sweep", "run_dir", *IDENTITY], []
     for _, g in logs.groupby("run_dir", sort=True):
         g = g.sort_values("step", kind="stable")
         row = {c: g[c].iloc[0] for c in head if c in g.columns} | {"from_step": g.step.iloc[0], "to_step": g.step.iloc[-1],
                                                                    "n_logged": len(g)}
-        for name, (key, how) in MECHANISM.items():
-            v = g[key].dropna() if key in g.columns else pd.Series(dtype=float)
-            row[name] = math.nan if v.empty else float(v.iloc[0] if how == "first" else v.iloc[-1] if how == "last"
-                                                       else getattr(v, how)())
-        rows.append(row | {"robust_value_gain": row["robust_value_last"] - row["robust_value_first"]})
+        rows.append(row | log_mechanism(g))
     return pd.DataFrame(rows, columns=[*head, "from_step", "to_step", "n_logged", *MECHANISM, "robust_value_gain"])
 
 
