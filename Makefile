@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 TORCH_INDEX ?=
 JUNIT := .pytest-junit.xml
 
-.PHONY: install lock test-gpu-stack gpu-kit docs-install demo study study-full test test-slow sync-check readme bench gpu-check figures records notebooks docs clean
+.PHONY: install lock test-gpu-stack gpu-kit docs-install demo study study-full map study2 test test-slow sync-check readme bench gpu-check figures records notebooks docs clean
 
 # the CPU lock (requirements/cpu.txt, `make lock`), then the package without resolving again; torch is not in the lock
 # (PyPI's linux torch is the CUDA build): the CPU wheel as before. eval: lm-eval and EvalPlus (the slow tests' real runs)
@@ -73,7 +73,7 @@ study: install
 	$(PY) -c "from frpo_nb.tiny import tiny_base; print('base policy:', tiny_base('results/tiny-safety-confirm/_bases', progress=True))"
 	$(BIN)/frpo-nb sweep configs/tiny-safety-confirm.yaml --workers 2; rc=$$?; \
 	$(PY) studies/base_vs_rl.py results/tiny-safety-confirm || rc=1; \
-	$(BIN)/frpo-nb figures --results results --figures figures --in-place || rc=1; \
+	$(BIN)/frpo-nb figures --results results --sweeps tiny-safety-confirm --figures figures --in-place || rc=1; \
 	$(BIN)/nbdev_clean --fname nbs/figures || rc=1; exit $$rc
 
 ## make study-full: the confirmatory study and the larger exploratory grids beside it: tiny-safety (GRPO, the control,
@@ -115,13 +115,45 @@ test-slow: install docs-install
 	$(PY) -m pytest tests -m slow -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); [ $$rc -eq 5 ] && exit 0; exit $$rc
 
-## rebuild the committed figures/ from the study's results (never trains; refuses when they are missing):
+## rebuild the committed figures/ from the studies' results (never trains; refuses when they are missing):
 ## make figures  (RESULTS=results, what make study leaves). A sweep's own figures: frpo-nb figures --results DIR
+## Two steps, each run even when the other fails (exit status 1 if either did): (a) every figure notebook on the
+## confirmatory study alone (--sweeps tiny-safety-confirm) into figures/, outputs written back into nbs/figures/
+## (--in-place), so they show the committed figures; fig9_map draws its own sweep (its map_sweep parameter);
+## (b) the second confirmatory study's refusal curve, paired differences and matched KL (its configs/
+## tiny-safety-confirm2.yaml analysis: block) into figures/confirm2/, the notebooks left as (a) wrote them.
+## Without finished runs of a step's study in $(RESULTS) (a fresh clone), the committed run records in
+## studies/records/ are used instead. tests/test_fresh_clone.py runs this recipe in a clone (make -o install figures).
 RESULTS ?= results
-## The figure notebooks' outputs are written back into nbs/figures/ (--in-place), so they show the committed figures.
-## Without finished runs in $(RESULTS) (a fresh clone), the committed run records in studies/records/ are used instead.
+RECORDS := studies/records
+CONFIRM2_NOTEBOOKS := fig1_refusal_vs_sft,fig7_paired_differences,fig8_matched_kl
+# the two steps as shell commands on the results folder $(1) (make figures, map and study2 run them): rc=1 on failure
+FIGURES_CONFIRM = $(BIN)/frpo-nb figures --results $(1) --records $(RECORDS) --sweeps tiny-safety-confirm --figures figures \
+	--in-place || rc=1; $(BIN)/nbdev_clean --fname nbs/figures || rc=1
+FIGURES_CONFIRM2 = $(BIN)/frpo-nb figures --results $(1) --records $(RECORDS) --sweeps tiny-safety-confirm2 \
+	--only $(CONFIRM2_NOTEBOOKS) --figures figures/confirm2 || rc=1
 figures: install
-	$(BIN)/frpo-nb figures --results $(RESULTS) --records studies/records --figures figures --in-place; rc=$$?; $(BIN)/nbdev_clean --fname nbs/figures; exit $$rc
+	rc=0; $(call FIGURES_CONFIRM,$(RESULTS)); \
+	$(call FIGURES_CONFIRM2,$(RESULTS)); exit $$rc
+
+## make map: the exploration for the map (configs/tiny-safety-map.yaml: λ × binary/graded reward × downstream data,
+## the control grpo-factor, SAM-GRPO; seeds 2000-2002) on the confirmatory study's shared base policy (make study
+## made it), then the figures as make figures draws them, from results/ (fig9_map: the map)
+map: install
+	@mkdir -p results/tiny-safety-map/_bases
+	cp -Rn results/tiny-safety-confirm/_bases/base-* results/tiny-safety-map/_bases/
+	$(BIN)/frpo-nb sweep configs/tiny-safety-map.yaml --workers 2; rc=$$?; \
+	$(call FIGURES_CONFIRM,results); \
+	$(call FIGURES_CONFIRM2,results); exit $$rc
+
+## make study2: the second confirmatory study (configs/tiny-safety-confirm2.yaml and its analysis: block, committed
+## before it runs) on the same shared base policy, then its figures from results/ into figures/confirm2/ (step (b) of
+## make figures)
+study2: install
+	@mkdir -p results/tiny-safety-confirm2/_bases
+	cp -Rn results/tiny-safety-confirm/_bases/base-* results/tiny-safety-confirm2/_bases/
+	$(BIN)/frpo-nb sweep configs/tiny-safety-confirm2.yaml --workers 2; rc=$$?; \
+	$(call FIGURES_CONFIRM2,results); exit $$rc
 
 ## make records: the run records (result.json, curves, train logs; no weights) of the studies in $(RESULTS) into
 ## studies/records/<study>.jsonl.gz, from which make figures rebuilds figures/ on a fresh clone (commit them together)

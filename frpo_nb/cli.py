@@ -19,7 +19,8 @@ from .records import export_records, restore_records
 from .runfolder import ERROR, RESULT
 from .slurm import preview_slurm, run_sweep_slurm, sweep_status_slurm
 from .sweep import (SweepBusy, _raise_interrupt, check_results_dir, check_run_values, check_templates,
-                           expand_grid, format_status, plan_resources, plan_runs, run_figures, run_sweep, template_parameters)
+                           expand_grid, figure_notebooks, format_status, plan_resources, plan_runs, run_figures, run_sweep,
+                           template_parameters)
 
 # %% auto #0
 __all__ = ['main']
@@ -60,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     fp.add_argument("--records", metavar="DIR", help="run records (e.g. studies/records): used instead when the results folder "
                     "holds no finished run, restored into .cache/records/results of the repo (make figures on a fresh clone)")
+    fp.add_argument("--sweeps", metavar="NAME[,NAME]", help="draw only the runs of these sweeps (the notebooks' sweeps "
+                    "parameter; default: every sweep found); a named sweep without a finished run is an error")
+    fp.add_argument("--only", metavar="NB[,NB]", help="execute only these figure notebooks (file stems, e.g. "
+                    "fig7_paired_differences; default: all)")
     fp.add_argument("--in-place", action="store_true", help="also write each executed notebook's outputs back into the figure "
                     "notebook (cleaned, parameters as committed): make figures / make study, so nbs/figures/ shows figures/")
     rcp = sub.add_parser("records", help="export or restore run records", description=
@@ -82,9 +87,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # %% ../nbs/12_cli.ipynb #26f4041c
-def _has_results(results: Path) -> bool:
-    "Whether any finished run (a result.json) lies below `results`."
-    return any(results.rglob(RESULT))
+def _sweeps_done(results: Path) -> set[str]:
+    "The sweeps with a finished run under `results`."
+    from frpo_nb.results import run_inventory          # pandas and matplotlib: only for a command that draws
+    inv = run_inventory(results)
+    return set(inv.sweep[inv.state == "done"])
+
+
+def _has_results(results: Path, sweeps=None) -> bool:
+    "Whether any finished run (a result.json) lies below `results` (with `sweeps`: one of each of them)."
+    if sweeps is None: return any(results.rglob(RESULT))
+    return results.is_dir() and set(sweeps) <= _sweeps_done(results)
+
+
+def _names(value: str | None, option: str) -> list[str] | None:
+    "A comma-separated option value as a list (None when not given); an empty one is an error."
+    if value is None: return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names: raise ConfigError(f"{option}: no name given (e.g. {option} a,b)")
+    return names
 
 
 def _figure_notebooks(root: Path | None) -> Path:
@@ -94,18 +115,26 @@ def _figure_notebooks(root: Path | None) -> Path:
     return shipped("figures")
 
 
-def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True, figures_dir=None, in_place: bool = False) -> int:
-    "Rebuild the figures of `results` into `figures_dir` (default `<results>/figures`); exit status."
+def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True, figures_dir=None, in_place: bool = False,
+             sweeps=None, only=None) -> int:
+    "Rebuild the figures of `results` (of `sweeps`; the notebooks `only`) into `figures_dir` (default `<results>/figures`); exit status."
     check_results_dir(results, "--results")
     if not results.is_dir() or not _has_results(results):
         raise ConfigError(f"--results: {results} {'holds no finished run' if results.is_dir() else 'does not exist'}; "
                           "run a sweep first (frpo-nb run CONFIG, make demo or make study) or pass the folder that holds "
                           "its runs with --results DIR")
+    if sweeps is not None and not _has_results(results, sweeps):
+        done = _sweeps_done(results)
+        raise ConfigError(f"--sweeps: no finished run of {', '.join(s for s in sweeps if s not in done)} in {results} "
+                          f"(its sweeps: {', '.join(sorted(done))}); run that sweep, or name one of these")
     if not any(notebooks.glob("*.ipynb")): raise ConfigError(f"--notebooks: no figure notebooks in {notebooks}")
+    try: figure_notebooks(notebooks, only)
+    except ValueError as e: raise ConfigError(f"--only: {e}") from None
     figures_dir = Path(figures_dir).resolve() if figures_dir else results / "figures"
-    status = run_figures(results, notebooks, kernel, progress, figures_dir, in_place)
+    status = run_figures(results, notebooks, kernel, progress, figures_dir, in_place, sweeps, only)
     for name, s in status.items(): print(f"  {'ok    ' if s == 'done' else 'FAILED'} {name}" + ("" if s == "done" else f": {s}"))
-    print(f"figures: {sum(s == 'done' for s in status.values())}/{len(status)} notebooks done, written to {figures_dir}; "
+    print(f"figures: {sum(s == 'done' for s in status.values())}/{len(status)} notebooks done"
+          + (f" (sweeps {', '.join(sweeps)})" if sweeps else "") + f", written to {figures_dir}; "
           f"executed copies in {results / '_figures'}" + (f"; outputs written back into {notebooks}" if in_place else ""))
     return 0 if all(s == "done" for s in status.values()) else 1
 
@@ -157,13 +186,18 @@ def _cmd_sweep(a, figures: bool = False) -> int:
 def _cmd_figures(a) -> int:
     repo = find_repo_root(Path.cwd()) or Path.cwd()
     results = Path(a.results).resolve() if a.results else repo / "results"
-    if a.records and not _has_results(results):
+    sweeps, only = _names(a.sweeps, "--sweeps"), _names(a.only, "--only")
+    notebooks = Path(a.notebooks) if a.notebooks else _figure_notebooks(Path.cwd())
+    if only is not None and any(notebooks.glob("*.ipynb")):          # before any records are restored
+        try: figure_notebooks(notebooks, only)
+        except ValueError as e: raise ConfigError(f"--only: {e}") from None
+    if a.records and not _has_results(results, sweeps):
         try: restored = restore_records(a.records, repo / ".cache" / "records" / "results")
         except ValueError as e: raise ConfigError(f"--records: {e}") from None
-        print(f"no finished run in {results}: figures from the run records in {a.records} (restored into {restored})")
+        print(f"no finished run{' of ' + ', '.join(sweeps) if sweeps else ''} in {results}: figures from the run records "
+              f"in {a.records} (restored into {restored})")
         results = restored
-    return _figures(results, Path(a.notebooks) if a.notebooks else _figure_notebooks(Path.cwd()), a.kernel,
-                    figures_dir=a.figures, in_place=a.in_place)
+    return _figures(results, notebooks, a.kernel, figures_dir=a.figures, in_place=a.in_place, sweeps=sweeps, only=only)
 
 
 def _cmd_records(a) -> int:

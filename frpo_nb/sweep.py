@@ -45,7 +45,7 @@ from .runfolder import ERROR, RESULT, read_metrics, run_state
 __all__ = ['Job', 'expand_grid', 'TemplateError', 'template_parameters', 'check_templates', 'template_choices',
            'check_run_values', 'injected_parameters', 'execute_notebook', 'execute_job', 'plan_runs', 'SweepBusy',
            'sweep_lock', 'sweep_running', 'worker_context', 'check_results_dir', 'SweepSummary', 'run_sweep',
-           'sweep_status', 'format_status', 'run_figures', 'write_back', 'plan_resources']
+           'sweep_status', 'format_status', 'figure_notebooks', 'run_figures', 'write_back', 'plan_resources']
 
 # %% ../nbs/09_sweep.ipynb #8eb4281d
 @dataclass
@@ -542,15 +542,27 @@ def format_status(rows: list[dict], metrics: list[str] | None = None, max_metric
     return "\n".join(lines)
 
 # %% ../nbs/09_sweep.ipynb #a0af20dc
-def run_figures(results_dir: str | Path, notebooks_dir: str | Path, kernel: str = "python3",
-                progress: bool = True, figures_dir: str | Path | None = None, in_place: bool = False) -> dict[str, str]:
-    "Execute every notebook in `notebooks_dir` with `results_dir` (and `figures_dir`); return name -> 'done' or the error."
-    results_dir, notebooks = Path(results_dir).resolve(), sorted(Path(notebooks_dir).glob("*.ipynb"))
+def figure_notebooks(notebooks_dir: str | Path, only=None) -> list[Path]:
+    "The notebooks of `notebooks_dir`, sorted; with `only` (file stems, e.g. ['fig7_paired_differences']) just those: an unknown stem is a ValueError listing them."
+    notebooks = sorted(Path(notebooks_dir).glob("*.ipynb"))
+    if only is None: return notebooks
+    only = [only] if isinstance(only, str) else list(only)
+    unknown = [s for s in only if s not in {p.stem for p in notebooks}]
+    if unknown: raise ValueError(f"no figure notebook {', '.join(unknown)} in {notebooks_dir}; its notebooks: "
+                                 + (", ".join(p.stem for p in notebooks) or "none"))
+    return [p for p in notebooks if p.stem in only]
+
+
+def run_figures(results_dir: str | Path, notebooks_dir: str | Path, kernel: str = "python3", progress: bool = True,
+                figures_dir: str | Path | None = None, in_place: bool = False, sweeps=None, only=None) -> dict[str, str]:
+    "Execute every notebook in `notebooks_dir` (or the stems `only`) with `results_dir` (and `figures_dir`, and `sweeps` as a list); return name -> 'done' or the error."
+    results_dir, notebooks = Path(results_dir).resolve(), figure_notebooks(notebooks_dir, only)
+    params = ({"results_dir": str(results_dir)} | ({"figures_dir": str(Path(figures_dir).resolve())} if figures_dir else {})
+              | ({"sweeps": [sweeps] if isinstance(sweeps, str) else list(sweeps)} if sweeps is not None else {}))
     out, status = results_dir / "_figures", {}
     if notebooks: out.mkdir(parents=True, exist_ok=True)
     for nb in tqdm(notebooks, desc="figures", unit="nb", disable=not progress):
         try:
-            params = {"results_dir": str(results_dir)} | ({"figures_dir": str(Path(figures_dir).resolve())} if figures_dir else {})
             execute_notebook(nb, out / nb.name, params, nb.parent, kernel)
             if in_place: write_back(out / nb.name, nb)
             status[nb.name] = "done"

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from frpo_nb.cli import main
 from frpo_nb.kernels import preloaded_kernels
 from frpo_nb.results import write_base_eval
 from frpo_nb.testing import write_synthetic_results
@@ -79,13 +80,45 @@ def safety(tmp_path_factory):
     return results, figures
 
 
+NO_SWEEPS = {"fig6_theory": "draws no runs", "fig9_map": "its own parameter map_sweep"}   # notebooks without `sweeps`
+
+
 def test_notebooks_are_figure_notebooks():
+    "Every figure notebook has results_dir and figures_dir; each that draws runs a `sweeps` parameter it passes to its loaders."
     assert set(NOTEBOOKS) == set(OUTPUTS)
-    for path in NOTEBOOKS.values():
+    for name, path in NOTEBOOKS.items():
         nb = nbformat.read(path, as_version=4)
         assert nb.metadata.kernelspec.name == "python3"
         params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(params) == 1 and "results_dir" in params[0].source and "figures_dir" in params[0].source, path.name
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and c not in params)
+        if name in NO_SWEEPS: continue
+        assert "\nsweeps = None" in "\n" + params[0].source, f"{name}: no sweeps parameter"
+        loads = [line for line in code.splitlines() if "load_runs(" in line or "load_curves(" in line or "load_train_logs(" in line]
+        assert loads and all("sweeps=" in line for line in loads), f"{name}: a loader without sweeps=: {loads}"
+
+
+def test_sweeps_option_restricts_to_one_sweep(tmp_path):
+    "`frpo-nb figures --sweeps a --only ...`: two sweeps in one results folder, the CSVs hold sweep a's runs only, and only the named notebooks ran."
+    results = tmp_path / "results"
+    write_synthetic_results(results / "a", seeds=(0, 1), sweep="a")
+    write_synthetic_results(results / "b", methods=[("grpo", "grpo", None), ("frpo-lam2", "frpo", 2.0)], seeds=(5, 6, 7), sweep="b")
+    only = "fig2_reward_vs_kl,table_degradation"
+    for sweeps, figures in (("a", tmp_path / "fig-a"), (None, tmp_path / "fig-all")):
+        rc = main(["figures", "--results", str(results), "--figures", str(figures), "--notebooks", str(FIGS), "--only", only]
+                  + (["--sweeps", sweeps] if sweeps else []))
+        assert rc == 0
+        assert sorted(p.stem for p in figures.iterdir()) == sorted(["fig2_reward_vs_kl"] * 4 + ["table_degradation"] * 2)
+    fig2, table = (pd.read_csv(tmp_path / "fig-a" / f"{n}.csv") for n in ("fig2_reward_vs_kl", "table_degradation"))
+    assert set(fig2.series) == set(table.series) == {"grpo", "frpo-lam0.5"}
+    assert set(table.n) == {2} and set(fig2.n) == {2}                      # sweep a's two seeds, none of b's
+    every = pd.read_csv(tmp_path / "fig-all" / "table_degradation.csv")
+    assert set(every.series) == {"a · grpo", "a · frpo-lam0.5", "b · grpo", "b · frpo-lam2"}      # several sweeps: named
+    assert set(every[every.series.str.startswith("b")].n) == {3}
+    a = [r for r in read_runs(results / "a") if r["kind"] == "finetune" and r["params"]["method_label"] == "grpo"]
+    row = table[(table.series == "grpo") & (table.metric == "refusal_prob")].iloc[0]
+    np.testing.assert_allclose(row.drop_mean, np.mean([r["curve"][0]["refusal_prob"] - r["curve"][-1]["refusal_prob"] for r in a]),
+                               rtol=1e-9)
 
 
 def test_every_file_is_written(safety):
