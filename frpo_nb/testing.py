@@ -24,9 +24,9 @@ from .runfolder import RESULT
 
 
 # %% auto #0
-__all__ = ['FAILING_METHODS', 'SYNTHETIC_COMMITS', 'EVAL_TASKS', 'EVAL_RADII', 'CPU_OVERRIDES', 'write_smoke_templates',
-           'smoke_config', 'write_smoke_config', 'kill_cli_when', 'run_cli', 'wheel_venv', 'random_frpo_batch',
-           'write_synthetic_results', 'write_standins', 'constant_model']
+__all__ = ['FAILING_METHODS', 'SYNTHETIC_COMMITS', 'EVAL_TASKS', 'EVAL_RADII', 'MAP_REGIMES', 'CPU_OVERRIDES',
+           'write_smoke_templates', 'smoke_config', 'write_smoke_config', 'kill_cli_when', 'run_cli', 'wheel_venv',
+           'random_frpo_batch', 'write_synthetic_results', 'write_synthetic_map', 'write_standins', 'constant_model']
 
 # %% ../nbs/11_testing.ipynb #86ba7e37
 _SMOKE = {
@@ -184,23 +184,28 @@ def _synthetic_profile(start: dict, setting: str, method: str, rng) -> dict:
 
 
 def _synthetic_train_log(run_dir: Path, method: str, metrics: dict, rng) -> None:
-    "Made-up `train_log.jsonl` of a train run, a row every 2 of its 10 steps: reward from train_reward_first to _last, zero-variance share, KL, FRPO's ESS."
+    "Made-up `train_log.jsonl` of a train run, a row every 2 of its 10 steps: reward from train_reward_first to _last, zero-variance share, KL, FRPO's ESS, two-valued share and step factor."
     first, last = metrics["train_reward_first"], metrics["train_reward_last"]
     rows = [{"step": s, "reward": round(first + (last - first) * s / 10, 6), "frac_reward_zero_std": round(0.2 + 0.6 * rng.random(), 6),
              "kl": round(0.002 * s * (1 + rng.random()), 6)} | ({"frpo/ess_mean": round(2 + 6 * rng.random(), 6)} if method == "frpo" else {})
             for s in (2, 4, 6, 8, 10)]
+    if method == "frpo":     # drawn after the rows above: their numbers are those of logs written before these keys
+        for r in rows: r |= {"frpo/two_valued_frac": round(0.3 + 0.6 * rng.random(), 6), "frpo/step_factor_mean": round(1 + rng.random(), 6)}
     (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "grpo", None), ("frpo-lam0.5", "frpo", 0.5)),
                             seeds=(0, 1), regimes=("sft-alpaca",), steps=(0, 30, 60), sweep: str = "synthetic",
                             evaluate: bool | str = False, train_log: bool = False, config_file=None,
-                            commits=SYNTHETIC_COMMITS[:1]) -> list[Path]:
-    "Write made-up train + fine-tune (+ evaluate, if `evaluate`; profiles in the train runs, if 'train'; a `train_log.jsonl` per train run, if `train_log`; records naming `config_file` as their config) runs (`methods`: (label, method, λ) triples) in the sweep's format into `folder`; returns the run folders."
+                            commits=SYNTHETIC_COMMITS[:1], train_params: dict | None = None) -> list[Path]:
+    "Write made-up train + fine-tune (+ evaluate, if `evaluate`; profiles in the train runs, if 'train'; a `train_log.jsonl` per train run, if `train_log`; records naming `config_file` as their config) runs (`methods`: (label, method, λ) triples; `steps`: the curve's steps, or {regime: steps}; `train_params`: {label: extra parameters of its train runs}, as a config's method `train:` section) in the sweep's format into `folder`; returns the run folders."
     if evaluate not in (False, True, "train"): raise ValueError(f"evaluate must be False, True or 'train' (got {evaluate!r})")
     if setting not in SETTING_METRICS: raise ValueError(f"setting must be one of {sorted(SETTING_METRICS)} (got {setting!r})")
-    if len(steps) < 2 or steps[0] != 0: raise ValueError(f"steps must start at 0 and have at least two entries (got {steps})")
-    folder, out, last = Path(folder), [], steps[-1]
+    steps_of = dict(steps) if isinstance(steps, dict) else {r: steps for r in regimes}
+    for st in [steps] if not isinstance(steps, dict) else steps.values():
+        if len(st) < 2 or st[0] != 0: raise ValueError(f"steps must start at 0 and have at least two entries (got {st})")
+    if set(regimes) - set(steps_of): raise ValueError(f"steps: no steps for regime(s) {sorted(set(regimes) - set(steps_of))}")
+    folder, out, train_params = Path(folder), [], train_params or {}
     if commits is not None and (isinstance(commits, str) or not commits): raise ValueError(f"commits must be a non-empty list of commits or None (got {commits!r})")
     for (i, (label, method, lamb)), seed in ((m, s) for m in enumerate(methods) for s in seeds):
         commit = None if commits is None else commits[i % len(commits)]
@@ -216,10 +221,13 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
         metrics = {**start, "kl_to_ref": 5.0, "train_reward_first": 0.5, "train_reward_last": 0.8, "base": "synthetic",
                    "effective_config": {"beta": ident["beta"]}} | (profile if evaluate == "train" else {})
         write_json_atomic(run_dir / "metrics.json", metrics)
-        write_json_atomic(run_dir / RESULT, _record(train_id, "train", {**ident, "max_steps": 10}, metrics, None, sweep, run_dir, config_file, commit))
+        write_json_atomic(run_dir / RESULT, _record(train_id, "train", {**ident, "max_steps": 10, **train_params.get(label, {})}, metrics,
+                                                    None, sweep, run_dir, config_file, commit))
         if train_log: _synthetic_train_log(run_dir, method, metrics, np.random.default_rng([seed, sum(map(ord, label)), 2]))
         out.append(run_dir)
         for regime in regimes:
+            steps = steps_of[regime]
+            last = steps[-1]
             ft_id, loss = f"{train_id}-{regime}", (0.4 if method == "grpo" else 0.15) + 0.05 * rng.random()
             ft_dir = folder / ft_id
             ft_dir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +254,25 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
             write_json_atomic(ev_dir / RESULT, _record(ev_id, "evaluate", params, metrics, train_id, sweep, ev_dir, config_file, commit))
             out.append(ev_dir)
     return out
+
+# %% ../nbs/11_testing.ipynb #9a0b7c11
+MAP_REGIMES = {"sft-gsm8k": (0, 5, 10, 20, 40, 60), "sft-alpaca": (0, 30, 60), "sft-sameform": (0, 30, 60)}
+
+
+def write_synthetic_map(folder, seeds=(2000, 2001, 2002), lambdas=(0.1, 1.0), sweep: str = "tiny-safety-map",
+                        regimes=MAP_REGIMES, rewards=("binary", "graded")) -> list[Path]:
+    "Write made-up runs of the map study's design (`configs/tiny-safety-map.yaml`) into `folder`: per reward kind of `rewards` GRPO, FRPO at each λ of `lambdas`, the control grpo-factor (graded: at every λ; binary: at the smallest) and SAM-GRPO, fine-tuned in each of `regimes` ({regime: curve steps}), with robustness profiles and train logs; returns the run folders."
+    short = {"binary": "bin"}
+    methods, params = [], {}
+    for reward in rewards:
+        tag = short.get(reward, reward)
+        factor = lambdas if reward != "binary" else sorted(lambdas)[:1]
+        group = ([(f"grpo-{tag}", "grpo", None)] + [(f"frpo-lam{l:g}-{tag}", "frpo", float(l)) for l in lambdas]
+                 + [(f"grpo-factor-lam{l:g}-{tag}", "grpo-factor", float(l)) for l in factor] + [(f"sam-grpo-{tag}", "sam-grpo", None)])
+        methods += group
+        params |= {label: {"safety_reward_kind": reward} for label, *_ in group}
+    return write_synthetic_results(folder, methods=methods, seeds=seeds, regimes=tuple(regimes), steps=dict(regimes), sweep=sweep,
+                                   evaluate="train", train_log=True, train_params=params)
 
 # %% ../nbs/11_testing.ipynb #8c8bec1a
 CPU_OVERRIDES = {

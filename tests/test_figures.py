@@ -18,7 +18,7 @@ from scipy import stats
 from frpo_nb.cli import main
 from frpo_nb.kernels import preloaded_kernels
 from frpo_nb.results import write_base_eval
-from frpo_nb.testing import write_synthetic_results
+from frpo_nb.testing import MAP_REGIMES, write_synthetic_map, write_synthetic_results
 from frpo_nb.sweep import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ OUTPUTS = {"fig1_refusal_vs_sft": ["png", "pdf", "csv", "md"], "fig2_reward_vs_k
            "fig3_lambda_sweep": ["png", "pdf", "csv", "md"], "fig4_math": ["png", "pdf", "csv", "md"],
            "fig5_robustness": ["png", "pdf", "csv", "md"], "table_degradation": ["csv", "md"], "fig6_theory": [],
            "table_diagnostics": ["csv", "md"], "fig7_paired_differences": ["png", "pdf", "csv", "md"],
-           "fig8_matched_kl": ["png", "pdf", "csv", "md"]}
+           "fig8_matched_kl": ["png", "pdf", "csv", "md"], "fig9_map": ["png", "pdf", "csv", "md"]}
 FILES = {**{k: k for k in OUTPUTS}, "fig6_theory": "theory_sharp_vs_flat", "table_diagnostics": "table_train_diagnostics"}
 BASE = {0: {"helpfulness_reward": 0.9, "over_refusal_prob": 0.01, "refusal_greedy": 0.0, "refusal_prob": 0.45},
         1: {"helpfulness_reward": 0.8, "over_refusal_prob": 0.03, "refusal_greedy": 0.0, "refusal_prob": 0.50}}   # made up
@@ -454,3 +454,88 @@ def test_sam_grpo_is_a_method_of_its_own(tmp_path):
     assert set(sam.series) == {"SAM-GRPO (ρ=0.05)"} and sam.lamb.isna().all() and set(sam.stage) == {
         "after RL", "kept after sft-alpaca"}
     assert "SAM-GRPO (ρ=0.05)" in (figures / "table_degradation.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def map_study(tmp_path_factory):
+    "The map study's design (write_synthetic_map: 2 reward kinds × λ 0.1, 1 × 3 regimes, seeds 2000–2002) beside another sweep; fig9 executed on it."
+    tmp = tmp_path_factory.mktemp("map")
+    write_synthetic_map(tmp / "results" / "tiny-safety-map")
+    write_synthetic_results(tmp / "results" / "synthetic", seeds=(0, 1))          # another sweep: not on the map
+    run_all(tmp / "results", tmp / "figures", ["fig9_map"])
+    return tmp / "results" / "tiny-safety-map", tmp / "figures"
+
+
+def map_lost(results: Path) -> dict:
+    "{(label, downstream, seed): refusal_prob lost} of every fine-tuning run of the map, read here from its files: at the end from result.json, at KL 2 from curve.jsonl."
+    out = {}
+    for r in (r for r in read_runs(results) if r["kind"] == "finetune"):
+        label, regime, seed = r["params"]["method_label"], r["params"]["regime"], r["seed"]
+        out[(label, regime, seed)] = r["metrics"]["refusal_prob_before"] - r["metrics"]["refusal_prob_after"]
+        if regime == "sft-gsm8k":       # KL grows with the step here: the first crossing is np.interp's
+            kl, v = [c["kl_to_ref"] for c in r["curve"]], [c["refusal_prob"] for c in r["curve"]]
+            out[(label, "sft-gsm8k@KL2", seed)] = v[0] - np.interp(2.0, kl, v)
+    return out
+
+
+def test_fig9_map_cells_and_differences(map_study):
+    "Every cell reward × λ × downstream, FRPO − GRPO of the same reward kind paired by seed, as computed from the run files (synthetic: FRPO forgets less)."
+    results, figures = map_study
+    table = pd.read_csv(figures / "fig9_map.csv")
+    assert set(table.sweep.dropna()) == {"tiny-safety-map"} and set(table.part) == {"refusal lost", "robust value", "mechanism", "kl reached"}
+    lost, d = table[table.part == "refusal lost"], map_lost(results)
+    downstreams = ["sft-gsm8k", "sft-gsm8k@KL2", "sft-alpaca", "sft-sameform"]
+    frpo = lost[lost.comparison == "frpo − grpo"]
+    assert sorted(zip(frpo.reward, frpo.lamb, frpo.downstream)) == sorted(
+        (r, l, ds) for r in ("binary", "graded") for l in (0.1, 1.0) for ds in downstreams)
+    for row in frpo.itertuples():
+        tag = "bin" if row.reward == "binary" else "graded"
+        a = [d[(f"frpo-lam{row.lamb:g}-{tag}", row.downstream, s)] for s in (2000, 2001, 2002)]
+        b = [d[(f"grpo-{tag}", row.downstream, s)] for s in (2000, 2001, 2002)]
+        assert row.reference == f"grpo-{tag}" and row.n == 3 and row.mean < 0            # the synthetic GRPO forgets more
+        np.testing.assert_allclose([row.mean, row.lo, row.hi, row.p_t], [*t_interval(np.subtract(a, b)), stats.ttest_rel(a, b).pvalue],
+                                   rtol=1e-7)
+    gentle = frpo[frpo.downstream == "sft-gsm8k@KL2"]
+    assert (gentle.kl_level == 2).all() and (gentle.kl_mean == 2).all() and np.allclose(gentle.step_mean, 6, atol=1e-5)
+    assert (frpo[frpo.downstream == "sft-alpaca"].kl_mean == 20).all() and (frpo[frpo.downstream == "sft-alpaca"].ref_kl_mean == 30).all()
+    md = (figures / "fig9_map.md").read_text()
+    assert "uncorrected" in md and "ours" in md and "seeds 2000–2002" in md and "| frpo-lam0.1-graded − grpo-graded |" in md
+
+
+def test_fig9_map_control_and_reference_rows(map_study):
+    "FRPO − control only where the control ran (graded: every λ; binary: the smallest), SAM-GRPO − GRPO per reward kind and downstream; the robust value and mechanism per (reward, λ); the KL reached."
+    results, figures = map_study
+    table = pd.read_csv(figures / "fig9_map.csv")
+    lost, d = table[table.part == "refusal lost"], map_lost(results)
+    control = lost[lost.comparison == "frpo − grpo-factor"]
+    assert sorted(set(zip(control.reward, control.lamb))) == [("binary", 0.1), ("graded", 0.1), ("graded", 1.0)]
+    row = control[(control.reward == "graded") & (control.lamb == 1.0) & (control.downstream == "sft-sameform")].iloc[0]
+    assert row.reference == "grpo-factor-lam1-graded"
+    np.testing.assert_allclose(row["mean"], np.mean([d[("frpo-lam1-graded", "sft-sameform", s)] - d[("grpo-factor-lam1-graded", "sft-sameform", s)]
+                                                  for s in (2000, 2001, 2002)]), rtol=1e-9)
+    sam = lost[lost.comparison == "sam-grpo − grpo"]
+    assert len(sam) == 2 * 4 and set(sam.series) == {"sam-grpo-bin", "sam-grpo-graded"}
+    train = {(r["params"]["method_label"], r["seed"]): r["metrics"] for r in read_runs(results) if r["kind"] == "train"}
+    robust = table[(table.part == "robust value") & (table.comparison == "frpo − grpo")]
+    assert len(robust) == 4 and set(robust.metric) == {"safety/robust_value@0.5"}
+    row = robust[(robust.reward == "binary") & (robust.lamb == 0.1)].iloc[0]
+    np.testing.assert_allclose([row["mean"], row.lo, row.hi], t_interval(
+        [train[("frpo-lam0.1-bin", s)]["safety/robust_value@0.5"] - train[("grpo-bin", s)]["safety/robust_value@0.5"] for s in (2000, 2001, 2002)]), rtol=1e-9)
+    mech = table[(table.part == "mechanism") & (table.series == "frpo-lam1-graded")].set_index("metric")
+    assert set(mech.index) == {"two_valued_frac", "ess_mean", "step_factor_mean"}
+    runs = [r for r in read_runs(results) if r["kind"] == "train" and r["params"]["method_label"] == "frpo-lam1-graded"]
+    logs = [[json.loads(line) for line in (results / r["run_id"] / "train_log.jsonl").read_text().splitlines()] for r in runs]
+    np.testing.assert_allclose(mech.loc["two_valued_frac", "mean"], np.mean([np.mean([x["frpo/two_valued_frac"] for x in log]) for log in logs]), rtol=1e-9)
+    kl = table[table.part == "kl reached"].set_index(["reward", "downstream"])
+    assert kl.loc[("graded", "sft-gsm8k"), "n"] == 6 * 3 and np.isclose(kl.loc[("graded", "sft-gsm8k"), "mean"], (30 + 5 * 20) / 6)
+    assert kl.loc[("binary", "sft-gsm8k@KL2"), "mean"] == 2
+    assert sorted(MAP_REGIMES) == sorted(set(table.regime.dropna()))
+
+
+def test_fig9_without_the_map_is_a_note(safety):
+    "A results folder without runs of the map sweep: a note figure and a placeholder table."
+    _, figures = safety
+    table = pd.read_csv(figures / "fig9_map.csv")
+    assert table.part.tolist() == ["none"] and table.n.tolist() == [0]
+    assert "no runs of sweep tiny-safety-map" in table.note.iloc[0]
+    assert "placeholder" in (figures / "fig9_map.md").read_text()
