@@ -482,7 +482,7 @@ def test_fig9_map_cells_and_differences(map_study):
     "Every cell reward × λ × downstream, FRPO − GRPO of the same reward kind paired by seed, as computed from the run files (synthetic: FRPO forgets less)."
     results, figures = map_study
     table = pd.read_csv(figures / "fig9_map.csv")
-    assert set(table.sweep.dropna()) == {"tiny-safety-map"} and set(table.part) == {"refusal lost", "robust value", "mechanism", "kl reached"}
+    assert set(table.sweep.dropna()) == {"tiny-safety-map"} and set(table.part) == {"refusal lost", "robust value", "refusal after RL", "mechanism", "kl reached"}
     lost, d = table[table.part == "refusal lost"], map_lost(results)
     downstreams = ["sft-gsm8k", "sft-gsm8k@KL2", "sft-alpaca", "sft-sameform"]
     frpo = lost[lost.comparison == "frpo − grpo"]
@@ -521,6 +521,11 @@ def test_fig9_map_control_and_reference_rows(map_study):
     row = robust[(robust.reward == "binary") & (robust.lamb == 0.1)].iloc[0]
     np.testing.assert_allclose([row["mean"], row.lo, row.hi], t_interval(
         [train[("frpo-lam0.1-bin", s)]["safety/robust_value@0.5"] - train[("grpo-bin", s)]["safety/robust_value@0.5"] for s in (2000, 2001, 2002)]), rtol=1e-9)
+    after = table[(table.part == "refusal after RL") & (table.comparison == "frpo − grpo")]     # what there was to lose
+    assert len(after) == 4 and set(after.metric) == {"refusal_prob"}
+    row = after[(after.reward == "graded") & (after.lamb == 1.0)].iloc[0]
+    np.testing.assert_allclose([row["mean"], row.lo, row.hi], t_interval(
+        [train[("frpo-lam1-graded", s)]["refusal_prob"] - train[("grpo-graded", s)]["refusal_prob"] for s in (2000, 2001, 2002)]), rtol=1e-9)
     mech = table[(table.part == "mechanism") & (table.series == "frpo-lam1-graded")].set_index("metric")
     assert set(mech.index) == {"two_valued_frac", "ess_mean", "step_factor_mean"}
     runs = [r for r in read_runs(results) if r["kind"] == "train" and r["params"]["method_label"] == "frpo-lam1-graded"]
