@@ -77,7 +77,8 @@ study: install
 	$(BIN)/nbdev_clean --fname nbs/figures || rc=1; exit $$rc
 
 ## make study-full: the confirmatory study and the larger exploratory grids beside it: tiny-safety (GRPO, the control,
-## FRPO at five λ, SAM-GRPO; SFT and a downstream RL task; seeds 0-4) and tiny-math (seeds 0-4); then every figure
+## FRPO at five λ, SAM-GRPO; SFT and a downstream RL task; seeds 0-4) and tiny-math (seeds 0-4); then every figure on
+## all the studies in results/ into results/figures/ (the committed figures/ stay those of make figures)
 study-full: study
 	@mkdir -p results/tiny-safety/_bases results/tiny-math/_bases
 	cp -Rn results/tiny-safety-confirm/_bases/base-* results/tiny-safety/_bases/
@@ -86,8 +87,7 @@ study-full: study
 	$(BIN)/frpo-nb sweep configs/tiny-safety.yaml --workers 1; rc=$$?; wait $$math || rc=1; \
 	echo "tiny-math: $$(tail -n 1 results/tiny-math.log)"; \
 	$(PY) studies/base_vs_rl.py results/tiny-math results/tiny-safety || rc=1; \
-	$(BIN)/frpo-nb figures --results results --figures figures --in-place || rc=1; \
-	$(BIN)/nbdev_clean --fname nbs/figures || rc=1; exit $$rc
+	$(BIN)/frpo-nb figures --results results --figures results/figures || rc=1; exit $$rc
 
 ## fail if the library is not what the notebooks export, or a notebook is not clean, or README is stale
 sync-check: install
