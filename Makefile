@@ -101,8 +101,9 @@ sync-check: install
 readme: install
 	$(BIN)/jupyter nbconvert --log-level=ERROR --to markdown --stdout nbs/index.ipynb > README.md
 
-## the fast suites run their test files on TEST_WORKERS processes (pytest-xdist; a file stays on one worker, so its
-## module fixtures are built once); TEST_WORKERS=0: one process
+## the fast suites run on TEST_WORKERS processes (pytest-xdist): a test file stays on one worker, so its module fixtures
+## are built once, except the notebook checks, spread one by one; the longest first (tests/conftest.py); TEST_WORKERS=0:
+## one process
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 ## make test: sync check, every notebook (except #| slow / #| gpu cells) and pytest; ends with 'N passed, N failed'

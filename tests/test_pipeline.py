@@ -2,7 +2,8 @@
 
 The micro model and a handful of steps keep this to a minute or two on 2 cores; the numbers mean
 nothing, the plumbing is what is tested: every stage runs, writes its files, and the figure notebooks
-read them.
+read them. The safety sweep is run once (`micro_safety`, a module fixture: under `make test` the file stays on one
+worker) and read by both tests that need it.
 """
 import csv
 import hashlib
@@ -46,9 +47,23 @@ def run_micro(tmp_path, setting, regime):
     return results
 
 
+def tree_digest(folder: Path) -> dict[str, str]:
+    "SHA-256 of every file below `folder`, by relative path."
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def micro_safety(tmp_path_factory):
+    """The safety micro sweep (regime sft-alpaca), run once for the tests that read it; with the digest of the committed
+    figures/ from before it ran."""
+    committed = tree_digest(ROOT / "figures")
+    return run_micro(tmp_path_factory.mktemp("micro-safety"), "safety", "sft-alpaca"), committed
+
+
 @pytest.mark.parametrize("setting,regime", [("safety", "sft-alpaca"), ("math", "sft-code")])
-def test_micro_sweep_every_stage(tmp_path, setting, regime):
-    results = run_micro(tmp_path, setting, regime)
+def test_micro_sweep_every_stage(request, tmp_path, setting, regime):
+    results = request.getfixturevalue("micro_safety")[0] if setting == "safety" else run_micro(tmp_path, setting, regime)
     runs = {p.parent.name: json.loads(p.read_text()) for p in results.glob("*/result.json")}
     kinds = sorted(r["kind"] for r in runs.values())
     assert kinds == ["evaluate"] * 2 + ["finetune"] * 2 + ["train"] * 2, kinds
@@ -69,16 +84,9 @@ def test_micro_sweep_every_stage(tmp_path, setting, regime):
             assert any(k.endswith("robust_value@0.1") for k in r["metrics"])
 
 
-def tree_digest(folder: Path) -> dict[str, str]:
-    "SHA-256 of every file below `folder`, by relative path."
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def test_micro_sweep_then_figures_match_results(tmp_path):
+def test_micro_sweep_then_figures_match_results(tmp_path, micro_safety):
     "The figure notebooks run on the micro sweep's results and their tables hold the runs' numbers."
-    committed = tree_digest(ROOT / "figures")
-    results = run_micro(tmp_path, "safety", "sft-alpaca")
+    results, committed = micro_safety
     # without --figures the figures go next to the results; twice from the same results: the same bytes
     for attempt in range(2):
         res = subprocess.run([str(CLI), "figures", "--results", str(results)], capture_output=True, text=True,
