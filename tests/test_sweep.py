@@ -313,8 +313,9 @@ def test_every_tiny_config_passes_its_dry_run(tmp_path, capsys, name):
     if "analysis" in cfg:
         from frpo_nb.stats import analysis_spec
         spec = analysis_spec(None, path)
-        assert spec["primary"]["method"] in {m.get("label") for m in cfg["methods"]}
-        assert all(c["method"] in {m.get("label") for m in cfg["methods"]} for c in spec["secondary"])
+        labels = {m.label for m in load_config(path).methods}     # as the sweep names them (a default label where none is given)
+        assert spec["primary"]["method"] in labels
+        assert all(c["method"] in labels and c.get("reference", "grpo") in labels for c in spec["secondary"])
 
 
 PROBE = ('run_dir = "."\nseed = 0\nlamb = None\nvalue = 1.0\nnum_processes = 1',
