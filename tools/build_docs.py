@@ -6,7 +6,7 @@ Lays the pages out in _proc/docs/ with the repository's own paths (README's link
   index.md              README.md (generated from nbs/index.ipynb)
   nbs/*.ipynb           every library notebook, nbs/paper_scale.ipynb (the GPU guide), nbs/results.ipynb
   nbs/figures/*.ipynb   the figure notebooks (outputs as `make figures` left them)
-  figures/*.png         the study's committed figures
+  figures/**/*.png      the studies' committed figures
   api/*.md              one page per module of frpo_nb: `::: frpo_nb.MODULE`
   assets/mathjax/       MathJax 3 (tex-svg, self-contained: no font files), from the npm package mathjax@3.2.2
                         (Apache-2.0, its LICENSE beside it), fetched once with `npm pack` into .cache/
@@ -143,7 +143,9 @@ def stage() -> list:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     (STAGE / "index.md").write_text(readme, encoding="utf-8")
     (STAGE / "figures").mkdir()
-    for f in sorted((ROOT / "figures").glob("*.png")): shutil.copy2(f, STAGE / "figures" / f.name)
+    for f in sorted((ROOT / "figures").rglob("*.png")):          # figures/ and its per-study folders (figures/confirm2/)
+        (STAGE / "figures" / f.relative_to(ROOT / "figures")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, STAGE / "figures" / f.relative_to(ROOT / "figures"))
     lib = [p for p in sorted(NBS.glob("[0-9]*.ipynb"))]
     nav_lib = [{page_notebook(p, STAGE / "nbs" / p.name): f"nbs/{p.name}"} for p in lib]
     results = []
