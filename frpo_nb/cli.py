@@ -128,8 +128,6 @@ def _figures(results: Path, notebooks: Path, kernel: str, progress: bool = True,
         raise ConfigError(f"--sweeps: no finished run of {', '.join(s for s in sweeps if s not in done)} in {results} "
                           f"(its sweeps: {', '.join(sorted(done))}); run that sweep, or name one of these")
     if not any(notebooks.glob("*.ipynb")): raise ConfigError(f"--notebooks: no figure notebooks in {notebooks}")
-    try: figure_notebooks(notebooks, only)
-    except ValueError as e: raise ConfigError(f"--only: {e}") from None
     figures_dir = Path(figures_dir).resolve() if figures_dir else results / "figures"
     status = run_figures(results, notebooks, kernel, progress, figures_dir, in_place, sweeps, only)
     for name, s in status.items(): print(f"  {'ok    ' if s == 'done' else 'FAILED'} {name}" + ("" if s == "done" else f": {s}"))

@@ -226,19 +226,19 @@ def write_synthetic_results(folder, setting: str = "safety", methods=(("grpo", "
         if train_log: _synthetic_train_log(run_dir, method, metrics, np.random.default_rng([seed, sum(map(ord, label)), 2]))
         out.append(run_dir)
         for regime in regimes:
-            steps = steps_of[regime]
-            last = steps[-1]
+            curve_steps = steps_of[regime]
+            last = curve_steps[-1]
             ft_id, loss = f"{train_id}-{regime}", (0.4 if method == "grpo" else 0.15) + 0.05 * rng.random()
             ft_dir = folder / ft_id
             ft_dir.mkdir(parents=True, exist_ok=True)
             (ft_dir / "curve.jsonl").unlink(missing_ok=True)
             curve = [{"step": s, **{m: round(v * (1 - loss * (0.8 + 0.1 * j) * math.sqrt(s / last)), 6)
                                     for j, (m, v) in enumerate(start.items())},
-                      "kl_to_ref": round(20.0 * (1.5 if method == "grpo" else 1.0) * s / last, 6)} for s in steps]
+                      "kl_to_ref": round(20.0 * (1.5 if method == "grpo" else 1.0) * s / last, 6)} for s in curve_steps]
             for row in curve: append_jsonl(ft_dir / "curve.jsonl", row)
             metrics = ({f"{m}_before": curve[0][m] for m in start} | {f"{m}_after": curve[-1][m] for m in start}
                        | {f"{m}_drop": curve[0][m] - curve[-1][m] for m in start} | {"kl_final": curve[-1]["kl_to_ref"], "steps": last})
-            params = {**ident, "regime": regime, "max_steps": last, "every": steps[1], "parent_kind": "train",
+            params = {**ident, "regime": regime, "max_steps": last, "every": curve_steps[1], "parent_kind": "train",
                       "parent_run_id": train_id, "parent_dir": str(run_dir)}
             write_json_atomic(ft_dir / "metrics.json", metrics)
             write_json_atomic(ft_dir / RESULT, _record(ft_id, "finetune", params, metrics, train_id, sweep, ft_dir, config_file, commit))
