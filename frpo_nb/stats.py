@@ -255,11 +255,15 @@ def _default_spec(runs: pd.DataFrame) -> dict:
 
 # %% ../nbs/09d_stats.ipynb #f6836d51
 def _config_path(recorded: str, results_dir) -> Path | None:
-    "The config file a run record names: as recorded, else `configs/<name>` of the repository above `results_dir`; None if neither exists."
-    p = Path(recorded)
-    if p.is_file(): return p
-    root = find_repo_root(results_dir)
-    return root / "configs" / p.name if root is not None and (root / "configs" / p.name).is_file() else None
+    """The config file a run record names: in a repository above `results_dir`, the recorded path if it lies inside it,
+    else its `configs/<name>`; otherwise the recorded path; None if none exists. The repository's copy comes before a
+    path elsewhere, so that an analysis reads (and a table names) the same file on every machine: committed run records
+    name the folder they were run in, which exists only on the machine that ran them."""
+    p, root = Path(recorded), find_repo_root(results_dir)
+    if root is not None:
+        if p.is_file() and p.resolve().is_relative_to(Path(root).resolve()): return p
+        if (root / "configs" / p.name).is_file(): return root / "configs" / p.name
+    return p if p.is_file() else None
 
 
 def _yaml(path) -> dict:
