@@ -21,14 +21,16 @@ import time
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SERVER_ENV', 'SWITCH_ENV', 'PRELOAD', 'serve', 'launch', 'kernel_manager_class', 'kernel_options',
+__all__ = ['SERVER_ENV', 'SWITCH_ENV', 'PRELOAD', 'FIGURES_PRELOAD', 'serve', 'launch', 'kernel_manager_class', 'kernel_options',
            'imports_the_stack', 'preloaded_kernels']
 
 # %% ../nbs/08c_kernels.ipynb #k0000006
 SERVER_ENV = "FRPO_KERNEL_SERVER"     # the preloaded interpreter's socket, for the kernels a sweep starts
 SWITCH_ENV = "FRPO_PRELOADED_KERNELS"  # "0": every run's kernel starts from scratch, as papermill does by default
 PRELOAD = ["torch", "transformers", "trl", "datasets", "peft", "ipykernel.kernelapp",
-           "frpo_nb.evaluate", "frpo_nb.finetune", "frpo_nb.trainer", "frpo_nb.tiny", "frpo_nb.rewards"]
+           "frpo_nb.evaluate", "frpo_nb.finetune", "frpo_nb.trainer", "frpo_nb.tiny", "frpo_nb.rewards", "frpo_nb.results"]
+FIGURES_PRELOAD = ["numpy", "pandas", "scipy.stats", "scipy.optimize", "yaml", "matplotlib.pyplot", "ipykernel.kernelapp",
+                   "frpo_nb.results", "frpo_nb.stats", "frpo_nb.map"]     # what the figure notebooks import
 
 
 def _readline(conn) -> str:
@@ -57,6 +59,9 @@ def _become_kernel(conn, req: dict, close: list) -> None:
         os.chdir(req["cwd"])
         req["env"].pop("_FRPO_PYTHON", None)
         os.environ.clear(); os.environ.update(req["env"])
+        if "matplotlib" in sys.modules:    # imported by the server: the backend a fresh import would read now
+            os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+            sys.modules["matplotlib"].rcParams["backend"] = os.environ["MPLBACKEND"]
         if sys.path and sys.path[0] == req["server_path0"]: del sys.path[0]   # as ipykernel_launcher drops its own
         if "torch" in sys.modules and os.environ.get("OMP_NUM_THREADS", "").isdigit():
             sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))   # read at import by the server
@@ -164,9 +169,9 @@ def kernel_options(kernel: str) -> dict:
     return {"kernel_manager_class": kernel_manager_class()}
 
 
-def imports_the_stack(templates) -> bool:
-    "Whether any of the notebooks `templates` imports one of the preloaded packages (else preloading costs more than it saves)."
-    roots = {m.split(".")[0] for m in PRELOAD if not m.startswith("frpo_nb")} | {m for m in PRELOAD if m.startswith("frpo_nb.")}
+def imports_the_stack(templates, preload: list[str] = PRELOAD) -> bool:
+    "Whether any of the notebooks `templates` imports one of the packages of `preload` (else preloading costs more than it saves)."
+    roots = {m.split(".")[0] for m in preload if not m.startswith("frpo_nb")} | {m for m in preload if m.startswith("frpo_nb.")}
     for t in templates:
         for cell in json.loads(Path(t).read_text()).get("cells", []):
             if cell.get("cell_type") != "code": continue
@@ -178,14 +183,14 @@ def imports_the_stack(templates) -> bool:
 
 
 @contextlib.contextmanager
-def preloaded_kernels(kernel: str = "python3", gpus=None, templates=None):
-    "While inside: a preloaded interpreter (the imports of `PRELOAD` done once) forks each run's python3 kernel. Off with FRPO_PRELOADED_KERNELS=0, for other kernels, with GPUs, without fork, and when none of `templates` (if given) imports the stack."
+def preloaded_kernels(kernel: str = "python3", gpus=None, templates=None, preload: list[str] = PRELOAD):
+    "While inside: a preloaded interpreter (the imports of `preload` done once) forks each run's python3 kernel. Off with FRPO_PRELOADED_KERNELS=0, for other kernels, with GPUs, without fork, and when none of `templates` (if given) imports one of `preload`."
     if (kernel != "python3" or gpus or os.environ.get(SWITCH_ENV, "1") == "0" or not hasattr(os, "fork")
-            or os.environ.get(SERVER_ENV) or (templates is not None and not imports_the_stack(templates))):
+            or os.environ.get(SERVER_ENV) or (templates is not None and not imports_the_stack(templates, preload))):
         yield None; return
     folder = tempfile.mkdtemp(prefix="frpo-kernels-")
     path = os.path.join(folder, "server.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "frpo_nb.kernels", "serve", path], stdout=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "frpo_nb.kernels", "serve", path, *preload], stdout=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     try:
         ready = proc.stdout.readline().strip() == "ready"
@@ -199,5 +204,5 @@ def preloaded_kernels(kernel: str = "python3", gpus=None, templates=None):
         with contextlib.suppress(OSError): os.unlink(path); os.rmdir(folder)
 
 # %% ../nbs/08c_kernels.ipynb #k000000b
-if __name__ == "__main__" and sys.argv[1:2] == ["serve"]: serve(sys.argv[2])
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]: serve(sys.argv[2], sys.argv[3:] or PRELOAD)
 elif __name__ == "__main__" and sys.argv[1:2] == ["launch"]: launch(sys.argv[2:])
