@@ -112,8 +112,9 @@ test: sync-check
 	$(PY) tests/summary.py $(JUNIT); exit $$rc
 
 ## slow notebook cells and slow pytest tests, and the site in Chromium (tests/test_docs.py: builds _docs/ if missing)
+## on TEST_WORKERS processes as well: the Slurm tests mostly wait (for the scheduler, for time limits), the others run beside them
 test-slow: install docs-install
-	$(PY) -m pytest tests -m slow -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
+	$(PY) -m pytest tests -m slow $(XDIST) -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); [ $$rc -eq 5 ] && exit 0; exit $$rc
 
 ## rebuild the committed figures/ from the studies' results (never trains; refuses when they are missing):

@@ -12,7 +12,10 @@ would be spread one by one, each worker building the file's module fixtures agai
 import pytest
 
 SPREAD = {"test_notebooks.py"}
-COST = {"test_pipeline.py": 130, "test_figures.py": 75, "test_records.py": 50, "test_notebooks.py::test_notebook[06_tiny]": 47,
+COST = {"test_slurm.py": 410, "test_notebooks.py::test_notebook_slow_cells[07_evaluate]": 130,    # the slow suite's
+        "test_benchmarks_real.py": 64, "test_fresh_clone.py": 62, "test_install.py": 51, "test_gpu_env.py": 48,
+        "test_docs.py": 42, "test_checkpoints.py": 34, "test_gpus.py": 25,
+        "test_pipeline.py": 130, "test_figures.py": 75, "test_records.py": 50, "test_notebooks.py::test_notebook[06_tiny]": 47,
         "test_provenance.py": 26, "test_trainer.py": 21, "test_notebooks.py::test_notebook[08_finetune]": 21,
         "test_notebooks.py::test_notebook[02_theory]": 21, "test_notebooks.py::test_notebook[05b_judges]": 20,
         "test_paper_pipeline.py": 18, "test_notebooks.py::test_notebook[09_sweep]": 17,
