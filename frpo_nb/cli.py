@@ -14,13 +14,13 @@ from collections import Counter
 from pathlib import Path
 
 from .core import EXECUTORS, ConfigError, find_repo_root, load_config, shipped
+from .figures import figure_notebooks, run_figures
 from .provenance import format_provenance
 from .records import export_records, restore_records
 from .runfolder import ERROR, RESULT
 from .slurm import preview_slurm, run_sweep_slurm, sweep_status_slurm
 from .sweep import (SweepBusy, _raise_interrupt, check_results_dir, check_run_values, check_templates,
-                           expand_grid, figure_notebooks, format_status, plan_resources, plan_runs, run_figures, run_sweep,
-                           template_parameters)
+                           expand_grid, format_status, plan_resources, plan_runs, run_sweep, template_parameters)
 
 # %% auto #0
 __all__ = ['main']

@@ -18,12 +18,13 @@ COST = {"test_slurm.py": 410, "test_notebooks.py::test_notebook_slow_cells[07_ev
         "test_pipeline.py": 130, "test_figures.py": 75, "test_records.py": 50, "test_notebooks.py::test_notebook[06_tiny]": 47,
         "test_provenance.py": 26, "test_trainer.py": 21, "test_notebooks.py::test_notebook[08_finetune]": 21,
         "test_notebooks.py::test_notebook[02_theory]": 21, "test_notebooks.py::test_notebook[05b_judges]": 20,
-        "test_paper_pipeline.py": 18, "test_notebooks.py::test_notebook[09_sweep]": 17,
-        "test_notebooks.py::test_notebook[09c_slurm]": 16, "test_notebooks.py::test_notebook[03_trainer]": 15,
+        "test_paper_pipeline.py": 18, "test_notebooks.py::test_notebook[09c_slurm]": 16,
+        "test_notebooks.py::test_notebook[03_trainer]": 15, "test_notebooks.py::test_notebook[09_sweep]": 14,
         "test_notebooks.py::test_notebook[10_paper]": 14, "test_paper_scale.py": 14, "test_sweep.py": 13,
         "test_notebooks.py::test_notebook[12_cli]": 12, "test_notebooks.py::test_notebook[07_evaluate]": 11,
         "test_notebooks.py::test_notebook[11_testing]": 10, "test_notebooks.py::test_notebook[05_rewards]": 10,
-        "test_readme.py": 7, "test_notebooks.py::test_notebook[04_data]": 6,
+        "test_notebooks.py::test_notebook[09e_figures]": 8, "test_readme.py": 7,
+        "test_notebooks.py::test_notebook[04_data]": 6,
         "test_notebooks.py::test_notebook[08b_benchmarks]": 6}
 
 
