@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .core import find_repo_root
+from .kernels import FIGURES_PRELOAD, preloaded_kernels
 from .sweep import _describe, execute_notebook
 
 # %% auto #0
@@ -36,14 +37,15 @@ def run_figures(results_dir: str | Path, notebooks_dir: str | Path, kernel: str 
               | ({"sweeps": [sweeps] if isinstance(sweeps, str) else list(sweeps)} if sweeps is not None else {}))
     out, status = results_dir / "_figures", {}
     if notebooks: out.mkdir(parents=True, exist_ok=True)
-    for nb in tqdm(notebooks, desc="figures", unit="nb", disable=not progress):
-        try:
-            execute_notebook(nb, out / nb.name, params, nb.parent, kernel)
-            if in_place: write_back(out / nb.name, nb)
-            status[nb.name] = "done"
-        except Exception as e:
-            d = _describe(e)
-            status[nb.name] = f"{d['type']}: {d['message']}"
+    with preloaded_kernels(kernel, templates=notebooks, preload=FIGURES_PRELOAD):
+        for nb in tqdm(notebooks, desc="figures", unit="nb", disable=not progress):
+            try:
+                execute_notebook(nb, out / nb.name, params, nb.parent, kernel)
+                if in_place: write_back(out / nb.name, nb)
+                status[nb.name] = "done"
+            except Exception as e:
+                d = _describe(e)
+                status[nb.name] = f"{d['type']}: {d['message']}"
     return status
 
 # %% ../nbs/09e_figures.ipynb #a7c2e4d6

@@ -62,6 +62,8 @@ def _become_kernel(conn, req: dict, close: list) -> None:
         if "matplotlib" in sys.modules:    # imported by the server: the backend a fresh import would read now
             os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
             sys.modules["matplotlib"].rcParams["backend"] = os.environ["MPLBACKEND"]
+        if "pandas" in sys.modules:        # pandas set its column limit at import: 0 (fit a terminal) outside a Jupyter
+            sys.modules["pandas"].set_option("display.max_columns", 20)    # kernel, 20 inside one (pandas' config_init)
         if sys.path and sys.path[0] == req["server_path0"]: del sys.path[0]   # as ipykernel_launcher drops its own
         if "torch" in sys.modules and os.environ.get("OMP_NUM_THREADS", "").isdigit():
             sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))   # read at import by the server

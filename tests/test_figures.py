@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 from frpo_nb.cli import main
-from frpo_nb.kernels import preloaded_kernels
+from frpo_nb.kernels import FIGURES_PRELOAD, preloaded_kernels
 from frpo_nb.results import write_base_eval
 from frpo_nb.testing import MAP_REGIMES, write_synthetic_map, write_synthetic_results
 from frpo_nb.sweep import execute_notebook
@@ -38,7 +38,7 @@ BASE = {0: {"helpfulness_reward": 0.9, "over_refusal_prob": 0.01, "refusal_greed
 @pytest.fixture(scope="module", autouse=True)
 def kernels_from_one_interpreter():
     "The figure notebooks' kernels forked from one preloaded interpreter (frpo_nb.kernels): no kernel start-up and imports per notebook."
-    with preloaded_kernels():
+    with preloaded_kernels(preload=FIGURES_PRELOAD + ["frpo_nb.theory"]):   # what they import (fig6: torch)
         yield
 
 

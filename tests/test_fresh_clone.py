@@ -1,5 +1,6 @@
 """A fresh clone rebuilds the committed figures: `make figures` in a `git clone` of this checkout's HEAD commit, from
-the committed run records (studies/records/: the clone has no results/), leaves figures/ exactly as committed.
+the committed run records (studies/records/: the clone has no results/), leaves figures/ exactly as committed, and
+the figure notebooks (nbs/figures/, whose outputs it writes back) too.
 
 The commands are the Makefile's own: the test runs `make -o install figures VENV=<this venv>` in the clone (`-o install`:
 make's install is not run, the checkout's venv is used as it is), so the recipe the test checks cannot drift from the
@@ -39,13 +40,15 @@ def test_fresh_clone_rebuilds_the_committed_figures(tmp_path):
     env |= {"PYTHONPATH": str(clone), "PATH": f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"}
     made = subprocess.run(["make", "--no-print-directory", "-o", "install", "figures", f"VENV={VENV}"], cwd=clone, env=env,
                           capture_output=True, text=True, timeout=3600)
-    porcelain = git("status", "--porcelain", "--untracked-files=all", "--", "figures/", cwd=clone).stdout.splitlines()
+    porcelain = git("status", "--porcelain", "--untracked-files=all", "--", "figures/", "nbs/figures/",
+                    cwd=clone).stdout.splitlines()
     if made.returncode or porcelain:
         print(f"make figures in a clone of {head[:12]}: exit status {made.returncode}\n--- its output (tail)\n"
               + "\n".join((made.stdout + made.stderr).splitlines()[-60:]))
-        print("--- git status --porcelain figures/\n" + "\n".join(porcelain))
-        print("--- git diff --stat figures/\n" + git("diff", "--stat", "--", "figures/", cwd=clone).stdout)
+        print("--- git status --porcelain figures/ nbs/figures/\n" + "\n".join(porcelain))
+        print("--- git diff --stat figures/\n" + git("diff", "--stat", "--", "figures/", "nbs/figures/", cwd=clone).stdout)
         print("--- the tables' changes (git diff figures/*.md, first lines)\n"
               + "\n".join(git("diff", "--", "figures/*.md", cwd=clone).stdout.splitlines()[:80]))
     assert made.returncode == 0, f"make figures failed in the clone (exit status {made.returncode}); see the output above"
-    assert not porcelain, f"make figures changed the committed figures/ in a fresh clone: {porcelain}"
+    assert not porcelain, ("make figures changed the committed figures/ (or the figure notebooks' outputs) in a fresh "
+                           f"clone: {porcelain}")

@@ -18,6 +18,7 @@ import yaml
 from papermill.exceptions import PapermillExecutionError
 
 import frpo_nb
+from frpo_nb.kernels import FIGURES_PRELOAD, preloaded_kernels
 from frpo_nb.provenance import FREEZE, checkout_state
 from frpo_nb.sweep import execute_notebook
 from frpo_nb.testing import SYNTHETIC_COMMITS, wheel_venv, write_smoke_config, write_synthetic_results
@@ -129,6 +130,13 @@ def test_installed_wheel_records_its_build_stamp(tmp_path):
         assert r["git"] == {"commit": at_build["commit"], "dirty": at_build["dirty"]}
 
 
+@pytest.fixture(scope="module")
+def figure_kernels():
+    "The figure notebooks' kernels forked from one interpreter that imported what they import (frpo_nb.kernels)."
+    with preloaded_kernels(preload=FIGURES_PRELOAD):
+        yield
+
+
 ANALYSIS = {"primary": {"metric": "refusal_prob", "regime": "sft-alpaca", "method": "frpo-lam0.5", "reference": "grpo"}}
 
 
@@ -144,7 +152,7 @@ def run_fig7(tmp: Path, analysis: dict) -> Path:
     return figures
 
 
-def test_paired_analysis_refuses_mixed_code_unless_allowed(tmp_path):
+def test_paired_analysis_refuses_mixed_code_unless_allowed(tmp_path, figure_kernels):
     with pytest.raises(PapermillExecutionError) as e: run_fig7(tmp_path / "refused", ANALYSIS)
     assert "pre-registered analysis would combine runs made by 2 code versions" in e.value.evalue
     assert all(c[:12] in e.value.evalue for c in SYNTHETIC_COMMITS)
@@ -162,7 +170,7 @@ def test_paired_analysis_refuses_mixed_code_unless_allowed(tmp_path):
 @pytest.mark.parametrize("name,table", [("fig3_lambda_sweep", "fig3_lambda_sweep"),            # load_runs
                                         ("table_degradation", "table_degradation"),            # load_curves
                                         ("table_diagnostics", "table_train_diagnostics")])     # load_train_logs
-def test_figures_say_when_runs_mix_code(tmp_path, name, table):
+def test_figures_say_when_runs_mix_code(tmp_path, name, table, figure_kernels):
     "Without a pre-registered spec nothing refuses, but each table's caption and per-run list name both commits."
     nb = ROOT / "nbs" / "figures" / f"{name}.ipynb"
     for sub, commits in (("one", SYNTHETIC_COMMITS[:1]), ("two", SYNTHETIC_COMMITS)):

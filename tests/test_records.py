@@ -9,7 +9,7 @@ import pytest
 
 from frpo_nb.cli import main
 from frpo_nb.core import load_config
-from frpo_nb.kernels import preloaded_kernels
+from frpo_nb.kernels import FIGURES_PRELOAD, preloaded_kernels
 from frpo_nb.records import export_records, read_records, restore_records
 from frpo_nb.results import load_base_evals, load_curves, load_runs, load_train_logs, write_base_eval
 from frpo_nb.sweep import execute_notebook, run_sweep
@@ -24,7 +24,7 @@ THEORY = "theory_sharp_vs_flat."                                                
 @pytest.fixture(scope="module", autouse=True)
 def kernels_from_one_interpreter():
     "The notebooks' kernels forked from one preloaded interpreter (frpo_nb.kernels), as in tests/test_figures.py."
-    with preloaded_kernels():
+    with preloaded_kernels(preload=FIGURES_PRELOAD + ["frpo_nb.theory"]):   # what they import (fig6: torch)
         yield
 
 
