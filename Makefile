@@ -106,15 +106,18 @@ readme: install
 ## one process
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+SLOW_WORKERS ?= $(if $(filter 0,$(TEST_WORKERS)),0,$(shell echo $$(($(TEST_WORKERS) + 1))))
+SLOW_XDIST := $(if $(filter 0,$(SLOW_WORKERS)),,-n $(SLOW_WORKERS) --dist loadfile)
 ## make test: sync check, every notebook (except #| slow / #| gpu cells) and pytest; ends with 'N passed, N failed'
 test: sync-check
 	$(PY) -m pytest tests -m "not slow" $(XDIST) -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); exit $$rc
 
 ## slow notebook cells and slow pytest tests, and the site in Chromium (tests/test_docs.py: builds _docs/ if missing)
-## on TEST_WORKERS processes as well: the Slurm tests mostly wait (for the scheduler, for time limits), the others run beside them
+## on SLOW_WORKERS processes (default: one more than TEST_WORKERS): the Slurm tests, the longest unit, mostly wait (for
+## the scheduler, for time limits), so one worker waits with them while the others keep the cores busy
 test-slow: install docs-install
-	$(PY) -m pytest tests -m slow $(XDIST) -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
+	$(PY) -m pytest tests -m slow $(SLOW_XDIST) -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); [ $$rc -eq 5 ] && exit 0; exit $$rc
 
 ## rebuild the committed figures/ from the studies' results (never trains; refuses when they are missing):

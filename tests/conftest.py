@@ -4,6 +4,8 @@ A work unit is a test file, so its module fixtures are built once, on one worker
 tests are units of their own (the notebook checks: each runs its notebook in its own process and shares nothing with
 the others). The units are queued longest first (COST: seconds on the 2-core CI machine, for the order only; a unit
 not listed is short and keeps its place after them), so that the workers take the long ones first and finish together.
+The slow suite (`make test-slow`) is spread the same way, on one more worker (`SLOW_WORKERS`): its longest unit, the
+Slurm tests, mostly waits for the scheduler, so one worker waits with it while the others keep the cores busy.
 Without xdist (`TEST_WORKERS=0`) the tests run in one process in the same order.
 
 Not `--dist loadgroup` with `xdist_group` marks: under pytest 9.2 and pytest-xdist 3.8 that grouping is silently lost
