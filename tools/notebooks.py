@@ -258,6 +258,19 @@ def _one(args) -> int:
     return 0
 
 
+def check_forked(notebook: str, flags: str, log: str) -> None:
+    """`check --one NOTEBOOK` in a process forked from an interpreter that has already imported the stack (the
+    forkserver of tests/test_notebooks.py): its stdout and stderr (file descriptors 1 and 2, so also those of the
+    notebook's subprocesses) into `log`; exits with the check's status."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush(); sys.stderr.flush()
+    os.dup2(fd, 1); os.dup2(fd, 2); os.close(fd)
+    os.chdir(ROOT)
+    try: rc = main(["check", "--one", notebook, "--flags", flags])
+    finally: sys.stdout.flush(); sys.stderr.flush()
+    sys.exit(rc)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["execute", "check"])
