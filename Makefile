@@ -67,14 +67,15 @@ demo: install
 ## make study: the pre-registered confirmatory study (configs/tiny-safety-confirm.yaml: its analysis: block and the
 ## plan in studies/PREREGISTRATION.md were committed before it ran): the shared base policy once (while no run competes
 ## for the cores), the sweep, the base measured at every seed as the train runs measure their policies
-## (studies/base_vs_rl.py), then every figure and table from results/
+## (studies/base_vs_rl.py), then every figure and table of the study from results/ (all but fig9_map, the map's: make map
+## draws it, make figures from the run records)
 study: install
 	@mkdir -p results/tiny-safety-confirm/_bases
 	$(PY) -c "from frpo_nb.tiny import tiny_base; print('base policy:', tiny_base('results/tiny-safety-confirm/_bases', progress=True))"
 	$(BIN)/frpo-nb sweep configs/tiny-safety-confirm.yaml --workers 2; rc=$$?; \
 	$(PY) studies/base_vs_rl.py results/tiny-safety-confirm || rc=1; \
-	$(BIN)/frpo-nb figures --results results --sweeps tiny-safety-confirm --figures figures --in-place || rc=1; \
-	$(BIN)/nbdev_clean --fname nbs/figures || rc=1; exit $$rc
+	$(BIN)/frpo-nb figures --results results --sweeps tiny-safety-confirm --only $(CONFIRM_NOTEBOOKS) --figures figures \
+	  --in-place || rc=1; $(BIN)/nbdev_clean --fname nbs/figures || rc=1; exit $$rc
 
 ## make study-full: the confirmatory study and the larger exploratory grids beside it: tiny-safety (GRPO, the control,
 ## FRPO at five λ, SAM-GRPO; SFT and a downstream RL task; seeds 0-4) and tiny-math (seeds 0-4); then every figure on
@@ -132,6 +133,9 @@ test-slow: install docs-install
 RESULTS ?= results
 RECORDS := studies/records
 CONFIRM2_NOTEBOOKS := fig1_refusal_vs_sft,fig7_paired_differences,fig8_matched_kl
+comma := ,
+space := $(subst ,, )
+CONFIRM_NOTEBOOKS := $(subst $(space),$(comma),$(filter-out fig9_map,$(basename $(notdir $(wildcard nbs/figures/*.ipynb)))))
 # the two steps as shell commands on the results folder $(1) (make figures, map and study2 run them): rc=1 on failure
 FIGURES_CONFIRM = $(BIN)/frpo-nb figures --results $(1) --records $(RECORDS) --sweeps tiny-safety-confirm --figures figures \
 	--in-place || rc=1; $(BIN)/nbdev_clean --fname nbs/figures || rc=1
