@@ -117,6 +117,10 @@ test: sync-check
 ## slow notebook cells and slow pytest tests, and the site in Chromium (tests/test_docs.py: builds _docs/ if missing)
 ## on SLOW_WORKERS processes (default: one more than TEST_WORKERS): the Slurm tests, the longest unit, mostly wait (for
 ## the scheduler, for time limits), so one worker waits with them while the others keep the cores busy
+## OpenMP threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE) instead of spinning: the slow notebook check of
+## 07_evaluate builds the base on two threads (fixed, for the same weights) beside the other workers, which made it 4x
+## slower spinning (bench/README.md); results do not change (the wait policy is not the work's partition)
+test-slow: export OMP_WAIT_POLICY ?= PASSIVE
 test-slow: install docs-install
 	$(PY) -m pytest tests -m slow $(SLOW_XDIST) -p no:cacheprovider --junitxml=$(JUNIT) -q; rc=$$?; \
 	$(PY) tests/summary.py $(JUNIT); [ $$rc -eq 5 ] && exit 0; exit $$rc
