@@ -8,7 +8,7 @@ The `slow` variant runs the notebooks that have `#| slow` cells with those cells
 
 Each notebook runs in its own process, forked from an interpreter that has already imported the stack the notebooks
 import (multiprocessing's forkserver, one per test process, its modules `PRELOAD`; the environment tools/notebooks.py
-gives a check, `CHECK_ENV`, is set before those imports): ≈ 7 s of imports per notebook on the CI machine, paid once.
+gives a check, `check_env()`, is set before those imports): ≈ 7 s of imports per notebook on the CI machine, paid once.
 Nothing has run in that interpreter but imports, so each check starts as a fresh one would. `FRPO_NB_CHECK_FORK=0`
 runs each check as `python tools/notebooks.py check --one NB` instead.
 """
@@ -22,32 +22,29 @@ from pathlib import Path
 
 import pytest
 
+from frpo_nb import kernels
+
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p for p in (ROOT / "nbs").glob("[0-9]*.ipynb"))
 FIGURES = sorted((ROOT / "nbs" / "figures").glob("*.ipynb"))
 TEMPLATES = sorted((ROOT / "nbs" / "experiments").glob("*.ipynb"))
-CHECK_ENV = {"IN_TEST": "1", "TQDM_DISABLE": "1", "MPLBACKEND": os.environ.get("MPLBACKEND", "agg")}   # tools/notebooks.py's
-PRELOAD = ["notebooks", "execnb.shell", "nbdev.clean", "nbdev.config", "fastcore.test", "torch", "transformers", "trl",
-           "datasets", "peft", "pandas", "matplotlib.pyplot", "scipy.stats", "frpo_nb.trainer", "frpo_nb.evaluate",
-           "frpo_nb.finetune", "frpo_nb.results", "frpo_nb.stats", "frpo_nb.sweep"]
+# what the notebooks import: the checker's own modules, what run templates and figure notebooks import, the sweep
+PRELOAD = ["notebooks", "execnb.shell", "nbdev.clean", "nbdev.config", "fastcore.test",
+           *dict.fromkeys(kernels.PRELOAD + kernels.FIGURES_PRELOAD), "frpo_nb.sweep"]
 sys.path.insert(0, str(ROOT / "tools"))
 import notebooks  # noqa: E402  (tools/notebooks.py: its check_forked is what the forked processes run)
 
 
 @pytest.fixture(scope="module")
 def forkserver():
-    "multiprocessing's forkserver for this test process, started with `CHECK_ENV` and `PRELOAD` imported; None: no fork."
+    "multiprocessing's forkserver for this test process, started in a check's environment with `PRELOAD` imported; None: no fork."
     if os.environ.get("FRPO_NB_CHECK_FORK", "1") == "0" or "forkserver" not in multiprocessing.get_all_start_methods():
         yield None; return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
-    saved = {k: os.environ.get(k) for k in CHECK_ENV}
-    os.environ.update(CHECK_ENV)
-    try: multiprocessing.forkserver.ensure_running()     # it inherits this environment; the tests' own is restored
-    finally:
-        for k, v in saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:                 # the server inherits a check's environment; the tests keep theirs
+        for k, v in notebooks.check_env().items(): mp.setenv(k, v)
+        multiprocessing.forkserver.ensure_running()
     yield ctx
 
 

@@ -141,13 +141,16 @@ def normalise(nb: dict) -> dict:
     return nb
 
 
+def check_env() -> dict[str, str]:
+    "The environment a notebook runs in (`execute`): IN_TEST, no progress bars, matplotlib's backend as given, else agg."
+    return {"IN_TEST": "1", "TQDM_DISABLE": "1", "MPLBACKEND": os.environ.get("MPLBACKEND", "agg")}
+
+
 def execute(path: Path, skip_flags: set[str]) -> tuple[dict, str | None]:
     "Run `path` in this process as nbdev_test does; return (notebook with fresh outputs, error or None)."
     from execnb.nbio import read_nb
     from execnb.shell import CaptureShell
-    os.environ["IN_TEST"] = "1"
-    os.environ["TQDM_DISABLE"] = "1"
-    os.environ.setdefault("MPLBACKEND", "agg")
+    os.environ.update(check_env())
     path = Path(path).resolve()
     nb = read_nb(path)
     shell = CaptureShell(path, mpl_format="png")
