@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 # %% auto #0
-__all__ = ['fast_decoding_supported', 'decode', 'fast_generate']
+__all__ = ['MIN_GEMM_ROWS', 'fast_decoding_supported', 'decode', 'fast_generate']
 
 # %% ../nbs/02a_decoding.ipynb #d0c0a006
 # settings of a model's own generation_config that `generate` would apply (sample_completions overrides the others)
@@ -39,6 +39,9 @@ def _cache_arg(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+MIN_GEMM_ROWS = 64   # a matrix product with at least this many rows gives each row the same bits whatever their number
+
+
 def _rms(h, weight, eps):
     "Qwen2RMSNorm in float32."
     return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps))
@@ -47,7 +50,7 @@ def _rms(h, weight, eps):
 @torch.no_grad()
 def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int, greedy: bool = False,
            temperature: float = 1.0, pad_token_id: int, eos_token_id: int | list[int], with_logps: bool = False):
-    "`model.generate`'s tokens for left-padded `input_ids` [B, P]: (completion ids [B, T], log π(token) [B, T] or None), T ≤ `max_new_tokens`."
+    "`model.generate`'s tokens for left-padded `input_ids` [B, P]: (completion ids [B, T], log π(token) [B, T] (0 after a row's end) or None), T ≤ `max_new_tokens`."
     if not fast_decoding_supported(model): raise ValueError("decode needs a float32 Qwen2ForCausalLM on the CPU with sdpa attention: use model.generate")
     if max_new_tokens < 1: raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     B, P = input_ids.shape
@@ -55,17 +58,24 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     nh, kvh = cfg.num_attention_heads, cfg.num_key_value_heads
     d = getattr(cfg, "head_dim", None) or cfg.hidden_size // nh
     rep, half, L = nh // kvh, d // 2, P + max_new_tokens
-    # prefill: the model's own forward with generate's inputs (positions from the mask; no mask without padding;
-    # the output layer on the last position only)
+    # prefill: the model's own forward with generate's inputs (positions from the mask; no mask without padding),
+    # once per distinct prompt row (n samples of a prompt are n equal rows), then spread over the batch; the output
+    # layer on the last position of every row, as generate's forward computes it
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     padded = not bool(attention_mask.all())
+    rows, where = torch.unique(torch.cat([input_ids, attention_mask.long()], 1), dim=0, return_inverse=True)
+    if len(rows) == B or len(rows) * P < MIN_GEMM_ROWS: rows, where = None, None   # nothing to share, or too few rows
+    if rows is None: ids, am, pos = input_ids, attention_mask, positions
+    else: ids, am = rows[:, :P], rows[:, P:]; pos = (am.cumsum(-1) - 1).masked_fill(am == 0, 0)
     cache = DynamicCache(config=cfg)
-    out = model(input_ids=input_ids, attention_mask=attention_mask if padded else None, position_ids=positions,
-                use_cache=True, return_dict=True, logits_to_keep=1, **{_cache_arg(model): cache})
-    logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
-    del out
+    hidden = core(input_ids=ids, attention_mask=am if padded else None, position_ids=pos, use_cache=True,
+                  return_dict=True, **{_cache_arg(core): cache}).last_hidden_state[:, -1:]
+    logits = model.lm_head(hidden if where is None else hidden[where])[:, -1].to(copy=True, dtype=torch.float32)
+    del hidden
     kv = torch.empty(len(core.layers), 2, B, kvh, L, d)       # the cache, allocated once
-    for i, layer in enumerate(cache.layers): kv[i, 0, :, :, :P], kv[i, 1, :, :, :P] = layer.keys, layer.values
+    for i, layer in enumerate(cache.layers):
+        kv[i, 0, :, :, :P], kv[i, 1, :, :, :P] = ((layer.keys, layer.values) if where is None
+                                                  else (layer.keys[where], layer.values[where]))
     del cache
     mask = torch.ones(B, 1, 1, L, dtype=torch.bool)
     mask[:, 0, 0, :P] = attention_mask.bool()
@@ -83,24 +93,33 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     logps = torch.zeros(B, max_new_tokens) if with_logps else None
     unfinished, t = torch.ones(B, dtype=torch.long), 0
     eos = torch.tensor(eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])
+    live, n = None, B                 # the rows the layers compute (None: all B), and how many
     while True:
         if greedy: nxt = logits.argmax(-1)
         else: nxt = torch.multinomial(F.softmax(logits / temperature if temperature != 1.0 else logits, dim=-1), 1).squeeze(1)
         nxt = nxt * unfinished + pad_token_id * (1 - unfinished)          # finished rows get padding, as in generate
         tokens[:, t] = nxt
-        if with_logps: logps[:, t] = logits.log_softmax(-1).gather(-1, nxt[:, None])[:, 0]
+        if with_logps: logps[:, t] = logits.log_softmax(-1).gather(-1, nxt[:, None])[:, 0] * unfinished
         unfinished = unfinished & ~torch.isin(nxt, eos)                   # generate's end-of-sequence criterion
         t += 1
         if t >= max_new_tokens or not unfinished.any(): break
+        if n > MIN_GEMM_ROWS and 4 * int(unfinished.sum()) <= 3 * n:     # a quarter of the computed rows ended: drop them
+            now = torch.arange(B) if live is None else live
+            keep = unfinished[now].nonzero()[:, 0]
+            if len(keep) < MIN_GEMM_ROWS:                                # keep enough rows for the same matrix kernels
+                ended = (unfinished[now] == 0).nonzero()[:, 0]
+                keep = torch.cat([keep, ended[:MIN_GEMM_ROWS - len(keep)]]).sort().values
+            kv, mask, cos_t, sin_t = kv[:, :, keep], mask[keep], cos_t[keep], sin_t[keep]
+            live, n = now[keep], len(keep)
         pos = P + t - 1                                                   # this token's slot in the cache
-        h = F.embedding(nxt[:, None], core.embed_tokens.weight)           # [B, 1, H]
+        h = F.embedding((nxt if live is None else nxt[live])[:, None], core.embed_tokens.weight)   # [n, 1, H]
         cos, sin = cos_t[:, t - 1], sin_t[:, t - 1]
         m = mask[..., :pos + 1] if padded else None
         for i, (w1, e1, wq, bq, wk, bk, wv, bv, wo, w2, e2, wg, wu, wd) in enumerate(weights):
             x = _rms(h, w1, e1)
-            q = lin(x, wq, bq).view(B, 1, nh, d).transpose(1, 2)
-            k = lin(x, wk, bk).view(B, 1, kvh, d).transpose(1, 2)
-            v = lin(x, wv, bv).view(B, 1, kvh, d).transpose(1, 2)
+            q = lin(x, wq, bq).view(n, 1, nh, d).transpose(1, 2)
+            k = lin(x, wk, bk).view(n, 1, kvh, d).transpose(1, 2)
+            v = lin(x, wv, bv).view(n, 1, kvh, d).transpose(1, 2)
             q = (q * cos) + (torch.cat((-q[..., half:], q[..., :half]), dim=-1) * sin)
             k = (k * cos) + (torch.cat((-k[..., half:], k[..., :half]), dim=-1) * sin)
             kv[i, 0, :, :, pos:pos + 1], kv[i, 1, :, :, pos:pos + 1] = k, v
@@ -108,11 +127,13 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
             if rep > 1 and m is None:   # transformers' sdpa_attention_forward: GQA in the kernel without a mask ...
                 o = F.scaled_dot_product_attention(q, keys, values, dropout_p=0.0, scale=scale, enable_gqa=True)
             else:                       # ... else one query token's heads packed onto their key/value head
-                o = F.scaled_dot_product_attention(q.reshape(B, kvh, rep, d), keys, values, attn_mask=m, dropout_p=0.0, scale=scale)
-            h = h + lin(o.reshape(B, nh, 1, d).transpose(1, 2).reshape(B, 1, -1), wo)
+                o = F.scaled_dot_product_attention(q.reshape(n, kvh, rep, d), keys, values, attn_mask=m, dropout_p=0.0, scale=scale)
+            h = h + lin(o.reshape(n, nh, 1, d).transpose(1, 2).reshape(n, 1, -1), wo)
             x = _rms(h, w2, e2)
             h = h + lin(F.silu(lin(x, wg)) * lin(x, wu), wd)
-        logits = lin(_rms(h, core.norm.weight, core.norm.variance_epsilon)[:, 0], model.lm_head.weight)
+        step = lin(_rms(h, core.norm.weight, core.norm.variance_epsilon)[:, 0], model.lm_head.weight)
+        if live is None: logits = step
+        else: logits[live] = step     # an ended row keeps its last logits: its draw is discarded (padding)
     return tokens[:, :t], (logps[:, :t] if with_logps else None)
 
 # %% ../nbs/02a_decoding.ipynb #d0c0a00a

@@ -15,7 +15,7 @@ import torch
 from datasets import Dataset
 
 from .data import tiny_math, tiny_safety_prompts
-from .decoding import decode, fast_decoding_supported
+from .decoding import MIN_GEMM_ROWS, decode, fast_decoding_supported
 from .loss import robust_value_at_radius
 from .mathgrade import math_equal
 from .rewards import helpfulness_reward, is_refusal, math_correct_reward, math_reward, safety_reward
@@ -113,16 +113,21 @@ def sample_completions(model, tokenizer, prompts: list[list[dict]], *, n: int = 
 
 # %% ../nbs/07_evaluate.ipynb #fda03dd4
 @torch.no_grad()
-def completion_logps(model, samples: Samples) -> torch.Tensor:
-    "Per-token log-probabilities of the completion tokens of `samples` under `model` [N, C] (0 off the mask); the output layer runs on the completion's positions only where the model allows it."
+def completion_logps(model, samples: Samples, tokens_per_pass: int | None = None) -> torch.Tensor:
+    "Per-token log-probabilities of the completion tokens of `samples` under `model` [N, C] (0 off the mask); the output layer runs on the completion's positions only where the model allows it. `tokens_per_pass`: the rows go through the model in passes of about this many tokens (default: 2048 on the CPU, all rows at once elsewhere); every row's values are those of one pass over all rows."
     was_training = model.training
     model.eval()
     ids, attn = samples.input_ids.to(model.device), samples.attention_mask.to(model.device)
-    C = samples.completion_mask.shape[1]
+    (N, W), C = ids.shape, samples.completion_mask.shape[1]
     positions = (attn.cumsum(-1) - 1).clamp(min=0)
     keep = {"logits_to_keep": C + 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, **keep).logits[:, -C - 1:-1].float()
-    logps = torch.log_softmax(logits, -1).gather(-1, ids[:, -C:, None]).squeeze(-1).cpu()
+    if tokens_per_pass is None: tokens_per_pass = 2048 if model.device.type == "cpu" else N * W
+    rows = max(tokens_per_pass // W, -(-MIN_GEMM_ROWS // (C + 1)), 1)   # enough rows for the same matrix kernels
+    logps = torch.empty(N, C)
+    for i in range(0, N, rows):
+        logits = model(input_ids=ids[i:i + rows], attention_mask=attn[i:i + rows], position_ids=positions[i:i + rows],
+                       **keep).logits[:, -C - 1:-1].float()
+        logps[i:i + rows] = torch.log_softmax(logits, -1).gather(-1, ids[i:i + rows, -C:, None]).squeeze(-1).cpu()
     if was_training: model.train()
     return logps * samples.completion_mask
 

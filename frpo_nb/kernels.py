@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -149,26 +150,37 @@ def launch(argv: list[str]) -> None:
     sys.exit(int(line.split()[1]) if line.startswith("exit ") else 0)
 
 
-def kernel_manager_class():
-    "A jupyter_client kernel manager whose python3 kernel is `launch` (papermill: `kernel_manager_class=`)."
+def kernel_manager_class(preloaded: bool = True):
+    "A jupyter_client kernel manager for papermill (`kernel_manager_class=`): its kernel talks over Unix sockets in a folder of its own (POSIX), and with `preloaded` its python3 kernel is `launch`."
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import AsyncKernelManager
 
-    class PreloadedKernelManager(AsyncKernelManager):
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            if os.name == "posix":   # no TCP ports: with kernels starting side by side, a port found free can be taken first
+                self._ipc_dir = tempfile.mkdtemp(prefix="frpo-kernel-")   # short: a socket's path has ~100 bytes at most
+                self.transport, self.ip = "ipc", os.path.join(self._ipc_dir, "k")
+
         @property
         def kernel_spec(self):
             if self._kernel_spec is None:
                 spec = KernelSpecManager().get_kernel_spec(self.kernel_name)
-                spec.argv = [sys.executable, "-m", "frpo_nb.kernels", "launch", *spec.argv[spec.argv.index("-f"):]]
+                if preloaded: spec.argv = [sys.executable, "-m", "frpo_nb.kernels", "launch", *spec.argv[spec.argv.index("-f"):]]
                 self._kernel_spec = spec
             return self._kernel_spec
-    return PreloadedKernelManager
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart and getattr(self, "_ipc_dir", None): shutil.rmtree(self._ipc_dir, ignore_errors=True)
+    return LocalKernelManager
 
 
 def kernel_options(kernel: str) -> dict:
-    "papermill keyword arguments for `kernel`: the preloaded kernels while a server runs (see `preloaded_kernels`), else none."
-    if kernel != "python3" or not os.environ.get(SERVER_ENV) or not Path(os.environ[SERVER_ENV]).exists(): return {}
-    return {"kernel_manager_class": kernel_manager_class()}
+    "papermill keyword arguments for `kernel`: python3 kernels over Unix sockets, forked from the preloaded interpreter while a server runs (see `preloaded_kernels`); none for other kernels."
+    if kernel != "python3": return {}
+    server = os.environ.get(SERVER_ENV)
+    return {"kernel_manager_class": kernel_manager_class(preloaded=bool(server) and Path(server).exists())}
 
 
 def imports_the_stack(templates, preload: list[str] = PRELOAD) -> bool:
