@@ -161,6 +161,7 @@ def kernel_manager_class(preloaded: bool = True):
             if os.name == "posix":   # no TCP ports: with kernels starting side by side, a port found free can be taken first
                 self._ipc_dir = tempfile.mkdtemp(prefix="frpo-kernel-")   # short: a socket's path has ~100 bytes at most
                 self.transport, self.ip = "ipc", os.path.join(self._ipc_dir, "k")
+                atexit.register(shutil.rmtree, self._ipc_dir, True)   # also when the kernel is never shut down
 
         @property
         def kernel_spec(self):
