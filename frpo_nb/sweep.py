@@ -248,13 +248,14 @@ def injected_parameters(job: Job, results_dir: Path) -> dict:
 
 # %% ../nbs/09_sweep.ipynb #a2d1728f
 def execute_notebook(template: Path, out: Path, params: dict, cwd: Path, kernel: str) -> None:
-    "Run `template` with papermill into `out` in `cwd`, quietly (no progress bar, no kernel or unknown-parameter logs)."
+    "Run `template` with papermill into `out` in `cwd`, quietly (no progress bar, no kernel or unknown-parameter logs); the kernel is stopped at once when the notebook has run."
     log = logging.getLogger("papermill")
     level = log.level
     log.setLevel(logging.ERROR)
     try:
         pm.execute_notebook(str(template), str(out), parameters=params, cwd=str(cwd), kernel_name=kernel,
-                            language="python", progress_bar=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"], **kernel_options(kernel))
+                            language="python", progress_bar=False, extra_arguments=["--IPKernelApp.log_level=CRITICAL"], shutdown_kernel="immediate",
+                            **kernel_options(kernel))
     finally: log.setLevel(level)
 
 
