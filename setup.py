@@ -2,8 +2,10 @@
 from configparser import ConfigParser
 from pathlib import Path
 
+import contextlib
 import importlib.util
 import json
+import os
 import shutil
 
 import setuptools
@@ -41,7 +43,19 @@ class BuildPyWithShipped(build_py):
         stamp.write_text(json.dumps(provenance.build_stamp(root), indent=1) + "\n")
 
 
-setuptools.setup(
+@contextlib.contextmanager
+def one_build_at_a_time():
+    "pip builds a local tree in place (build/, *.egg-info): two builds of one checkout at once (the slow tests run side by side) write and remove the same files, and one fails. Each run of this file holds a lock on build/ (POSIX)."
+    if os.name != "posix": yield; return
+    import fcntl
+    folder = Path(__file__).parent / "build"
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".setup.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+with one_build_at_a_time(): setuptools.setup(
     cmdclass={"build_py": BuildPyWithShipped},
     name=cfg["lib_name"],
     version=cfg["version"],
