@@ -85,12 +85,13 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     # prefill: the model's own forward with generate's inputs (positions from the mask; no mask without padding),
     # once per distinct prompt row (n samples of a prompt are n equal rows), then spread over the batch; the output
     # layer on the last position of every row, as generate's forward computes it
-    positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    positions_of = lambda mask: (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    positions = positions_of(attention_mask)
     padded = not bool(attention_mask.all())
     rows, where = torch.unique(torch.cat([input_ids, attention_mask.long()], 1), dim=0, return_inverse=True)
     if len(rows) == B or len(rows) * P < MIN_GEMM_ROWS: rows, where = None, None   # nothing to share, or too few rows
     if rows is None: ids, am, pos = input_ids, attention_mask, positions
-    else: ids, am = rows[:, :P], rows[:, P:]; pos = (am.cumsum(-1) - 1).masked_fill(am == 0, 0)
+    else: ids, am = rows[:, :P], rows[:, P:]; pos = positions_of(am)
     cache = DynamicCache(config=cfg)
     hidden = core(input_ids=ids, attention_mask=am if padded else None, position_ids=pos, use_cache=True,
                   return_dict=True, **{_cache_arg(core): cache}).last_hidden_state[:, -1:]
