@@ -104,17 +104,21 @@ class SlurmTimeLimit(Exception):
     "Slurm warned that the job reaches its time limit."
 
 
+def _time_limit_message(limit_min: int, config_file: str | None) -> str:
+    return (f"the run reached its Slurm time limit ({limit_min} min: slurm.time in {config_file or 'the config'}); "
+            "raise it, then rerun with --retry-failed")
+
+
 def _time_limit_record(run_dir: Path, job: Job, limit_min: int, config_file: str | None) -> None:
-    "Make the run's error.json say that it reached its time limit (keeping the error it had as the cause)."
+    "Make the run's error.json say that it reached its time limit (keeping another error it had as the cause)."
     old = {}
     try: old = json.loads((run_dir / ERROR).read_text())
     except (OSError, ValueError): pass
     cause = old.get("error") or {}
     old |= {"run_id": job.run_id, "kind": job.kind, "status": "failed"}
     old["error"] = {"type": "SlurmTimeLimit", "cell_index": cause.get("cell_index"), "traceback": cause.get("traceback", ""),
-                    "message": f"the run reached its Slurm time limit ({limit_min} min: slurm.time in "
-                               f"{config_file or 'the config'}); raise it, then rerun with --retry-failed",
-                    "cause": f"{cause.get('type')}: {cause.get('message')}" if cause else None}
+                    "message": _time_limit_message(limit_min, config_file),
+                    "cause": f"{cause.get('type')}: {cause.get('message')}" if cause.get("type") not in (None, "SlurmTimeLimit") else None}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / ERROR, old)
 
@@ -157,7 +161,8 @@ class SlurmRun:
             # Slurm may warn up to a minute before signal_delay_s; an earlier warning is a preemption
             if time.time() - start >= self.limit_min * 60 - self.signal_delay_s - 90:
                 hit.append(time.time())
-                raise SlurmTimeLimit(f"Slurm time limit of {self.limit_min} min")
+                # the final message already: the driver may read the error.json execute_job writes before the rewrite below
+                raise SlurmTimeLimit(_time_limit_message(self.limit_min, (self.kwargs.get("config") or {}).get("file")))
             if callable(previous): previous(signum, frame)
 
         signal.signal(signal.SIGUSR2, warned)
