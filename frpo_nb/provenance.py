@@ -18,10 +18,10 @@ from importlib import metadata
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['BUILD_STAMP', 'FREEZE', 'MAX_CHANGED', 'COMPACT_KEYS', 'sha256_file', 'diff_hash', 'checkout_state', 'build_stamp',
-           'code_state', 'code_id', 'freeze', 'environment_text', 'environment_state', 'write_text_atomic',
-           'run_provenance', 'compact_provenance', 'provenance_groups', 'read_freeze', 'package_changes',
-           'format_provenance']
+__all__ = ['BUILD_STAMP', 'FREEZE', 'MAX_CHANGED', 'SIMD', 'COMPACT_KEYS', 'sha256_file', 'diff_hash', 'checkout_state',
+           'build_stamp', 'code_state', 'code_id', 'freeze', 'environment_text', 'environment_state', 'cpu_state',
+           'write_text_atomic', 'run_provenance', 'compact_provenance', 'provenance_groups', 'read_freeze',
+           'package_changes', 'format_provenance']
 
 # %% ../nbs/00b_provenance.ipynb #9c946632
 BUILD_STAMP = "_build.json"      # written into frpo_nb/ by setup.py when a wheel is built
@@ -126,6 +126,25 @@ def environment_state(text: str) -> dict:
     "python, number of packages and freeze_sha256 (of the whole `environment_text`) of an environment text."
     return {"python": platform.python_version(), "packages": sum(1 for l in text.splitlines() if l and not l.startswith("#")),
             "freeze_sha256": hashlib.sha256(text.encode()).hexdigest(), "freeze_file": FREEZE}
+
+# %% ../nbs/00b_provenance.ipynb #c7a1d3e1
+SIMD = ("avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "avx_vnni", "avx2", "fma", "asimd", "sve")   # x86, then arm64
+
+
+def cpu_state(cpuinfo: str | None = None) -> dict:
+    "The CPU a run computes on: architecture, vendor, model name, family / model / stepping, the vector extensions of `SIMD` it has (from `cpuinfo`, by default /proc/cpuinfo; `platform` where there is none)."
+    if cpuinfo is None:
+        try: cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError: cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():       # the first processor's block
+        key, sep, value = line.partition(":")
+        if sep: fields[key.strip()] = value.strip()
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return {"arch": platform.machine(), "vendor": fields.get("vendor_id") or fields.get("CPU implementer"),
+            "model_name": fields.get("model name") or platform.processor() or None, "family": fields.get("cpu family"),
+            "model": fields.get("model") or fields.get("CPU part"), "stepping": fields.get("stepping"),
+            "simd": [s for s in SIMD if s in flags]}
 
 # %% ../nbs/00b_provenance.ipynb #46281a59
 def write_text_atomic(path, text: str) -> Path:

@@ -35,7 +35,7 @@ from papermill.exceptions import PapermillExecutionError
 from tqdm import tqdm
 
 from .core import STAGES, ConfigError, ExperimentConfig, parse_gpus, write_json_atomic
-from .provenance import run_provenance
+from .provenance import cpu_state, run_provenance
 from .gpus import PORT_ENV, GpuPool, check_fits, environ, preview_gpus, run_gpus
 from .checkpoints import prepare_run_dir, run_key
 from .kernels import kernel_options, preloaded_kernels
@@ -284,7 +284,8 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
                        "platform": platform.platform(), "cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
     seen = os.environ | (env or {})
     record["host"] |= {"cuda_visible_devices": seen.get("CUDA_VISIBLE_DEVICES"), "main_process_port": seen.get(PORT_ENV),
-                       "slurm_job_id": seen.get("SLURM_JOB_ID")}
+                       "slurm_job_id": seen.get("SLURM_JOB_ID"),
+                       "cpu": cpu_state()}   # two CPUs can round differently (00b_provenance)
     started, t0 = _now(), time.perf_counter()
     try:
         record["defaults"] = {k: v for k, v in template_parameters(job.template).items() if k not in params}

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from frpo_nb.core import load_config
+from frpo_nb.provenance import cpu_state
 from frpo_nb.runfolder import ERROR, RESULT
 from frpo_nb.cli import main
 from frpo_nb.sweep import expand_grid, sweep_lock
@@ -231,6 +232,7 @@ def test_two_workers_match_one(tmp_path):
         if r["parent"]: assert span[r["parent"]][1] <= span[i][0], (i, span)
     cores = os.cpu_count()
     assert {r["host"]["omp_num_threads"] for r in two.values()} == {os.environ.get("OMP_NUM_THREADS", str(max(1, cores // 2)))}
+    assert [r["host"]["cpu"] for r in two.values()] == [cpu_state()] * len(two)   # the CPU, which can change the last bits
     trains = [i for i in ids if two[i]["kind"] == "train"]
     assert span[trains[1]][0] < span[trains[0]][1], "two workers: the two train runs should overlap"
 
