@@ -281,11 +281,11 @@ def execute_job(job: Job, results_dir: str | Path, kernel: str = "python3", root
     record = {"run_id": job.run_id, "kind": job.kind, "status": None, "params": params, "defaults": {},
               "seed": params["seed"], "parent": job.parent, "template": str(job.template), "notebook": notebook.name,
               "config": config or {}, **run_provenance(run_dir, job.template, config, root), "host": {"name": platform.node(),
-                       "platform": platform.platform(), "cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
+                       "platform": platform.platform(), "cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                       "cpu": cpu_state()}}   # the CPU: two can round differently (00b_provenance)
     seen = os.environ | (env or {})
     record["host"] |= {"cuda_visible_devices": seen.get("CUDA_VISIBLE_DEVICES"), "main_process_port": seen.get(PORT_ENV),
-                       "slurm_job_id": seen.get("SLURM_JOB_ID"),
-                       "cpu": cpu_state()}   # two CPUs can round differently (00b_provenance)
+                       "slurm_job_id": seen.get("SLURM_JOB_ID")}
     started, t0 = _now(), time.perf_counter()
     try:
         record["defaults"] = {k: v for k, v in template_parameters(job.template).items() if k not in params}
