@@ -49,6 +49,8 @@ def test_fresh_clone_rebuilds_the_committed_figures(tmp_path):
         print("--- git diff --stat figures/\n" + git("diff", "--stat", "--", "figures/", "nbs/figures/", cwd=clone).stdout)
         print("--- the tables' changes (git diff figures/*.md, first lines)\n"
               + "\n".join(git("diff", "--", "figures/*.md", cwd=clone).stdout.splitlines()[:80]))
+        print("--- the figure notebooks' changes (git diff nbs/figures/, first lines, each cut at 200 characters)\n"
+              + "\n".join(l[:200] for l in git("diff", "--", "nbs/figures/", cwd=clone).stdout.splitlines()[:120]))
     assert made.returncode == 0, f"make figures failed in the clone (exit status {made.returncode}); see the output above"
     assert not porcelain, ("make figures changed the committed figures/ (or the figure notebooks' outputs) in a fresh "
                            f"clone: {porcelain}")
